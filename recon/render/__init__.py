@@ -1,0 +1,61 @@
+"""Rendering backends behind one interface and one registry.
+
+    get_renderer("softras", impl="auto"|"torch"|"cpp"|"cuda", sigma=1e-4, ...)
+    get_renderer("kaolin")        # Kaolin DIB-R, CUDA only
+    get_renderer("nvdiffrast")    # nvdiffrast + antialias, CUDA only
+    available_backends()          # {name: None if usable else "why not"}
+
+Backends are imported lazily: asking for one that cannot run raises ``BackendUnavailable``
+naming what is missing and how to install it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from recon.render.base import BackendUnavailable, RasterSettings, Renderer
+
+__all__ = ["BackendUnavailable", "RasterSettings", "Renderer", "BACKENDS", "get_renderer", "available_backends"]
+
+# name -> "module:factory"; the factory takes (settings: RasterSettings, **backend_opts).
+BACKENDS: dict[str, str] = {
+    "softras": "recon.render.softras:make_renderer",
+    "kaolin": "recon.render.kaolin_dibr:make_renderer",
+    "nvdiffrast": "recon.render.nvdiffrast_backend:make_renderer",
+}
+
+_SETTING_FIELDS = set(RasterSettings.__dataclass_fields__)
+
+
+def _factory(name: str) -> Callable[..., Renderer]:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown rendering backend {name!r}; valid backends: {', '.join(sorted(BACKENDS))}")
+    module, attr = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_renderer(name: str = "softras", **opts) -> Renderer:
+    """Build a renderer. Options that are ``RasterSettings`` fields (``image_size``, ``sigma``,
+    ``eps``, ``elevation``, ``distance``, ``viewing_angle``) go to the settings, the rest to the
+    backend (e.g. ``impl`` and ``device`` for softras).
+
+    Raises:
+        ValueError: unknown backend name (lists the valid ones).
+        BackendUnavailable: the backend cannot run here (says what is missing).
+    """
+    settings = RasterSettings(**{k: v for k, v in opts.items() if k in _SETTING_FIELDS})
+    backend_opts = {k: v for k, v in opts.items() if k not in _SETTING_FIELDS}
+    return _factory(name)(settings, **backend_opts)
+
+
+def available_backends(device: str = "cpu") -> dict[str, str | None]:
+    """``{backend: None}`` when it can build a renderer on ``device``, else the reason it cannot."""
+    out: dict[str, str | None] = {}
+    for name in BACKENDS:
+        try:
+            get_renderer(name, device=device)
+            out[name] = None
+        except BackendUnavailable as e:
+            out[name] = str(e)
+    return out
