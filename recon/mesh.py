@@ -24,6 +24,7 @@ __all__ = [
     "uniform_laplacian",
     "normalize_to_unit_cube",
     "atomic_write_bytes",
+    "voxels_to_mesh",
 ]
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "assets" / "sphere_642.obj"
@@ -188,3 +189,41 @@ def normalize_to_unit_cube(verts: torch.Tensor, margin: float = 0.0) -> torch.Te
     if extent <= 0:
         raise ValueError("mesh has zero extent")
     return (verts - (lo + hi) / 2) * ((1.0 - margin) / extent)
+
+
+def voxels_to_mesh(voxels: torch.Tensor, lo: float = -0.5, hi: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed surface of the occupied cells of a grid: one quad (two triangles) per face shared
+    by an occupied and an empty cell, outward oriented. Uses the voxel axis order of the HDF5
+    format: ``voxels[i, j, k]`` spans ``x in [lo + i h, lo + (i+1) h]`` etc., ``h = (hi-lo)/R``.
+
+    Args:
+        voxels: (R, R, R) bool.
+    Returns:
+        verts: (V, 3) float32, faces: (F, 3) int64 (empty tensors for an empty grid).
+    """
+    occ = np.pad(np.asarray(voxels.cpu() if isinstance(voxels, torch.Tensor) else voxels, dtype=bool), 1)
+    res = occ.shape[0] - 2
+    h = (hi - lo) / res
+    quads = []
+    # For each axis and direction, cells that are occupied while their neighbour is empty.
+    unit = np.eye(3, dtype=np.int64)
+    for axis in range(3):
+        u, w = unit[(axis + 1) % 3], unit[(axis + 2) % 3]
+        for d in (1, -1):
+            nb = np.roll(occ, -d, axis=axis)
+            idx = np.argwhere(occ & ~nb) - 1  # cell indices in the unpadded grid
+            if len(idx) == 0:
+                continue
+            base = idx + (unit[axis] if d == 1 else 0)
+            corners = np.stack([base, base + u, base + u + w, base + w], axis=1)  # (n, 4, 3)
+            if d == -1:
+                corners = corners[:, ::-1]
+            quads.append(corners)
+    if not quads:
+        return torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.int64)
+    q = np.concatenate(quads).reshape(-1, 3)
+    uniq, inverse = np.unique(q, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1, 4)
+    faces = np.concatenate([inverse[:, [0, 1, 2]], inverse[:, [0, 2, 3]]])
+    verts = lo + uniq.astype(np.float32) * h
+    return torch.tensor(verts, dtype=torch.float32), torch.tensor(faces, dtype=torch.int64)

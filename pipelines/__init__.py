@@ -1,0 +1,1 @@
+"""Command-line pipelines: thin recipes over the recon library."""

@@ -1,0 +1,59 @@
+"""Latent -> closed mesh by deforming the template sphere (SoftRas/NMR decoder)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+__all__ = ["Decoder"]
+
+
+class Decoder(nn.Module):
+    """FC 512 -> 1024 -> 2048 (ReLU), heads: centroid (x0.1) and per-vertex offsets.
+
+    ``v = sigmoid(logit(|0.5 t|) + offset) * sign(t)``, then each side is scaled towards the
+    tanh-squashed centroid and shifted by it, and everything is scaled by 0.5, so vertices always
+    stay inside ``[-0.5, 0.5]^3``. Zero offsets and centroid give the template at radius 0.25.
+
+    Args:
+        template_verts: (V, 3) unit-sphere template; template_faces: (F, 3).
+    """
+
+    def __init__(self, template_verts: torch.Tensor, template_faces: torch.Tensor, dim_in: int = 512,
+                 centroid_scale: float = 0.1, bias_scale: float = 1.0, obj_scale: float = 0.5):
+        super().__init__()
+        self.register_buffer("template", template_verts.float().clone())
+        self.register_buffer("faces", template_faces.long().clone())
+        self.num_verts = template_verts.shape[0]
+        self.centroid_scale = centroid_scale
+        self.bias_scale = bias_scale
+        self.obj_scale = obj_scale
+        self.fc1 = nn.Linear(dim_in, 1024)
+        self.fc2 = nn.Linear(1024, 2048)
+        self.fc_centroid = nn.Linear(2048, 3)
+        self.fc_bias = nn.Linear(2048, self.num_verts * 3)
+
+    def deform(self, bias: torch.Tensor, centroid: torch.Tensor) -> torch.Tensor:
+        """Offsets (B, V, 3) and raw centroid (B, 3) -> vertices (B, V, 3) in [-0.5, 0.5]^3."""
+        base = self.template * self.obj_scale
+        sign = torch.sign(base)
+        base = base.abs()
+        base = torch.log(base / (1 - base))
+        c = torch.tanh(centroid)[:, None, :]
+        v = torch.sigmoid(base + bias) * sign
+        v = F.relu(v) * (1 - c) - F.relu(-v) * (c + 1)
+        return (v + c) * 0.5
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        """latent: (B, 512) -> vertices (B, V, 3)."""
+        x = F.relu(self.fc1(latent), inplace=True)
+        x = F.relu(self.fc2(x), inplace=True)
+        centroid = self.fc_centroid(x) * self.centroid_scale
+        bias = (self.fc_bias(x) * self.bias_scale).view(-1, self.num_verts, 3)
+        return self.deform(bias, centroid)
+
+    def template_mesh(self) -> torch.Tensor:
+        """(V, 3) the mesh predicted with zero offsets and centroid (the 'template sphere' baseline)."""
+        zeros = torch.zeros(1, self.num_verts, 3, device=self.template.device)
+        return self.deform(zeros, torch.zeros(1, 3, device=self.template.device))[0]

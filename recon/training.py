@@ -1,0 +1,349 @@
+"""The training loop: SoftRas multiview silhouette training, crash-safe and resumable.
+
+Read top to bottom: ``Trainer.__init__`` builds data, model, renderer and optimizer (and
+resumes), ``Trainer.run`` loops ``step``: sample pairs -> predict meshes from both images ->
+render each at both viewpoints -> IoU + Laplacian + flatten losses -> Adam step.
+
+Data item ``i`` is a pure function of ``(seed, i)`` and step ``s`` of rank ``r`` (of ``W``)
+reads items ``(s * W + r) * B ... + B - 1``, so resuming needs only the step counter and DDP ranks
+read disjoint streams.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+
+from recon import cameras
+from recon.checkpoint import (CKPT_DIR, CheckpointError, latest_valid_checkpoint, load_checkpoint, save_checkpoint,
+                              step_checkpoints)
+from recon.config import TrainConfig, save_config
+from recon.data.dataset import PairDataset
+from recon.evaluate import evaluate, parse_views
+from recon.losses import FlattenLoss, LaplacianLoss, multiview_iou_loss
+from recon.mesh import atomic_write_bytes
+from recon.models import Reconstructor
+from recon.render import Renderer, get_renderer
+
+__all__ = ["TrainingError", "resolve_device", "schedule", "SilhouetteObjective", "Trainer", "load_model"]
+
+CHECKPOINT_VERSION = 1
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. repeated non-finite losses); the message names the step."""
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu. Raises ValueError for cuda without CUDA."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {spec}: CUDA is not available on this machine (use cpu or auto)")
+    return dev
+
+
+def schedule(cfg: TrainConfig, step: int) -> tuple[float, float]:
+    """(lr, sigma) at ``step``: both x ``decay`` after ``decay_at * iterations`` (SoftRas: 150k/250k)."""
+    factor = cfg.decay if step >= int(cfg.decay_at * cfg.iterations) else 1.0
+    return cfg.lr * factor, cfg.sigma * factor
+
+
+class SilhouetteObjective(torch.nn.Module):
+    """SoftRas multiview objective for a batch of pairs.
+
+    ``forward(model, renderer, batch)`` -> dict of scalar losses ``loss, iou, lap, flat``.
+    Both images are reconstructed; each mesh is rendered at both viewpoints
+    ([M_a@a, M_b@a, M_a@b, M_b@b]) and compared with the alpha of that viewpoint's image.
+    """
+
+    def __init__(self, faces: torch.Tensor, num_verts: int, lambda_lap: float, lambda_flat: float):
+        super().__init__()
+        self.lap = LaplacianLoss(num_verts, faces)
+        self.flat = FlattenLoss(faces)
+        self.lambda_lap = lambda_lap
+        self.lambda_flat = lambda_flat
+
+    def forward(self, model: torch.nn.Module, renderer: Renderer, faces: torch.Tensor,
+                batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        image_a, image_b = batch["image_a"], batch["image_b"]
+        b = image_a.shape[0]
+        verts = model(torch.cat([image_a, image_b]))                       # (2B, V, 3): [M_a, M_b]
+        views = torch.cat([batch["view_a"], batch["view_a"], batch["view_b"], batch["view_b"]])
+        sil = renderer.silhouettes(torch.cat([verts, verts]), faces,
+                                   cameras.view_azimuths(views).to(verts.device))
+        renders = sil.split(b)                                             # [Ma@a, Mb@a, Ma@b, Mb@b]
+        iou = multiview_iou_loss(renders, image_a[:, 3], image_b[:, 3])
+        lap = self.lap(verts).mean()
+        flat = self.flat(verts).mean()
+        loss = iou + self.lambda_lap * lap + self.lambda_flat * flat
+        return {"loss": loss, "iou": iou, "lap": lap, "flat": flat, "renders": sil.detach()}
+
+
+class _StepSampler(Sampler[list[int]]):
+    """Batches of item indices for steps ``start..stop-1`` of rank ``rank`` of ``world``."""
+
+    def __init__(self, start: int, stop: int, batch_size: int, rank: int = 0, world: int = 1):
+        self.start, self.stop, self.bs, self.rank, self.world = start, stop, batch_size, rank, world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            first = (step * self.world + self.rank) * self.bs
+            yield list(range(first, first + self.bs))
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+
+def _dist_info() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment (1 process without it)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def load_model(checkpoint: str | os.PathLike, device: torch.device | str = "cpu",
+               encoder: str | None = None) -> tuple[Reconstructor, dict[str, Any]]:
+    """Rebuild the model of a checkpoint. ``encoder`` (if given) must match the checkpoint's."""
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    cfg = state["config"]
+    ck_enc = cfg.get("encoder", "baseline")
+    if encoder is not None and encoder != ck_enc:
+        raise CheckpointError(f"{checkpoint}: checkpoint was trained with encoder {ck_enc!r}, "
+                              f"but encoder {encoder!r} was requested")
+    model = Reconstructor(ck_enc)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{checkpoint}: weights do not fit encoder {ck_enc!r}: "
+                              f"{str(e).splitlines()[0]}") from None
+    return model.to(device).eval(), state
+
+
+class _Logger:
+    """metrics.jsonl (+ TensorBoard when installed and enabled). Only rank 0 logs."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:  # tensorboard is an optional extra
+                self.tb = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            step = record["step"]
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(k, v, step)
+
+    def images(self, step: int, batch: dict[str, torch.Tensor], renders: torch.Tensor) -> None:
+        if self.tb is None:
+            return
+        n = min(4, batch["image_a"].shape[0])
+        self.tb.add_images("input", batch["image_a"][:n, :3].clamp(0, 1), step)
+        self.tb.add_images("reference_alpha", batch["image_a"][:n, 3:4], step)
+        self.tb.add_images("rendered", renders[:n, None].clamp(0, 1), step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+class Trainer:
+    """Builds everything from a ``TrainConfig`` and runs the loop. Under ``torchrun`` it joins the
+    process group (gloo on CPU, nccl on CUDA) and wraps the model in DDP; only rank 0 writes."""
+
+    def __init__(self, cfg: TrainConfig, console: Any = None):
+        self.cfg = cfg
+        self.console = console
+        self.rank, self.world, local_rank = _dist_info()
+        self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(self.device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.is_main = self.rank == 0
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.run_dir = Path(cfg.out)
+        torch.manual_seed(cfg.seed)
+        self.dataset = PairDataset(cfg.data, "train", seed=cfg.seed, with_voxels=False)
+        self.model = Reconstructor(cfg.encoder, image_size=self.dataset.info.image_size).to(self.device)
+        self.renderer = get_renderer(cfg.backend, sigma=cfg.sigma, image_size=self.dataset.info.image_size,
+                                     **({"impl": cfg.impl} if cfg.backend == "softras" else {}),
+                                     device=str(self.device))
+        self.faces = self.model.faces
+        self.objective = SilhouetteObjective(self.faces, self.model.decoder.num_verts, cfg.lambda_lap,
+                                             cfg.lambda_flat).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.step = 0
+        self.best_iou = -1.0
+        self.bad_steps = 0
+        self.resumed_from: Path | None = None
+        if cfg.resume:
+            self._resume()
+        elif self.is_main and step_checkpoints(self.run_dir):
+            raise TrainingError(f"{self.run_dir} already holds checkpoints; pass --resume to continue it "
+                                f"or choose another --out")
+        self.net = self.model
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.val_views = parse_views(cfg.val_views, self.dataset.num_views)
+        self.logger = _Logger(self.run_dir, self.is_main, cfg.tensorboard)
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "best_iou": self.best_iou,
+            "config": asdict(self.cfg),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def _resume(self) -> None:
+        found = latest_valid_checkpoint(self.run_dir)
+        if found is None:
+            if self.is_main and self.console:
+                self.console.print(f"[yellow]--resume: no checkpoint in {self.run_dir}, starting from scratch")
+            return
+        path, state = found
+        enc = state["config"].get("encoder")
+        if enc != self.cfg.encoder:
+            raise CheckpointError(f"{path}: checkpoint was trained with encoder {enc!r}, not {self.cfg.encoder!r}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.best_iou = float(state["best_iou"])
+        torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.resumed_from = path
+        if self.is_main and self.console:
+            self.console.print(f"resumed from {path} at step {self.step}")
+
+    def save(self) -> None:
+        """Write ``checkpoints/step-N.pt`` and ``last.pt`` atomically; keep the last ``keep``."""
+        if not self.is_main:
+            return
+        state = self._state()
+        ckpt_dir = self.run_dir / CKPT_DIR
+        save_checkpoint(state, ckpt_dir / f"step-{self.step:08d}.pt")
+        tmp = self.run_dir / ".last.pt.link"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(os.path.join(CKPT_DIR, f"step-{self.step:08d}.pt"), tmp)
+        os.replace(tmp, self.run_dir / "last.pt")
+        for _, old in step_checkpoints(self.run_dir)[max(self.cfg.keep, 1):]:
+            old.unlink(missing_ok=True)
+
+    def _save_best(self, val_iou: float) -> None:
+        if not self.is_main:
+            return
+        self.best_iou = val_iou
+        save_checkpoint({"version": CHECKPOINT_VERSION, "model": self.model.state_dict(), "step": self.step,
+                         "best_iou": val_iou, "config": asdict(self.cfg)}, self.run_dir / "best.pt")
+
+    # -- the loop ------------------------------------------------------------------------
+    def _loader(self) -> DataLoader:
+        sampler = _StepSampler(self.step, self.cfg.iterations, self.cfg.batch_size, self.rank, self.world)
+        return DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.cfg.workers,
+                          persistent_workers=False)
+
+    def validate(self) -> dict[str, float]:
+        res = evaluate(self.model, self.renderer, self.cfg.data, "val", views=self.val_views,
+                       max_per_category=self.cfg.val_objects or None, device=self.device, full_metrics=False)
+        return {"val_iou": res.mean_iou, "val_loss": res.mean_loss}
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """One optimisation step; returns the losses, or None when the step was skipped
+        because the loss or a gradient was not finite."""
+        lr, sigma = schedule(self.cfg, self.step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.renderer.set_sigma(sigma)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        out = self.objective(self.net, self.renderer, self.faces, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        finite = torch.isfinite(out["loss"]).float()
+        for p in self.model.parameters():
+            if p.grad is not None:
+                finite = finite * torch.isfinite(p.grad).all().float()
+        if self.world > 1:  # every rank must agree to skip, or parameters diverge
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.step()
+        return out
+
+    def run(self, progress: Any = None) -> dict[str, Any]:
+        """Train to ``cfg.iterations``. ``progress(step, info)`` is called after each step."""
+        cfg = self.cfg
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.json")
+        self.model.train()
+        t0, last_t, last_step = time.time(), time.time(), self.step
+        for batch in self._loader():
+            out = self.train_step(batch)
+            self.step += 1
+            if out is None:
+                self.bad_steps += 1
+                self.logger.log({"step": self.step, "event": "non-finite loss or gradient, step skipped"})
+                if self.bad_steps >= cfg.max_bad_steps:
+                    raise TrainingError(
+                        f"step {self.step}: loss or gradients were not finite for {self.bad_steps} steps in a row; "
+                        f"stopped. The last good checkpoint is kept in {self.run_dir / CKPT_DIR}")
+                continue
+            self.bad_steps = 0
+            info = {k: float(v) for k, v in out.items() if k != "renders"}
+            if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
+                now = time.time()
+                lr, sigma = schedule(cfg, self.step - 1)
+                self.logger.log({"step": self.step, **info, "lr": lr, "sigma": sigma,
+                                 "it_s": (self.step - last_step) / max(now - last_t, 1e-9), "time": now - t0})
+                last_t, last_step = now, self.step
+            if self.step % (cfg.log_every * 20) == 0:
+                self.logger.images(self.step, batch, out["renders"])
+            if self.step % cfg.val_every == 0 or self.step == cfg.iterations:
+                if self.is_main:
+                    val = self.validate()
+                    info.update(val)
+                    self.logger.log({"step": self.step, **val})
+                    if val["val_iou"] > self.best_iou:
+                        self._save_best(val["val_iou"])
+                    self.save()
+                if self.world > 1:
+                    dist.barrier()
+            if progress is not None:
+                progress(self.step, info)
+        self.logger.close()
+        return {"step": self.step, "best_val_iou": self.best_iou, "time": time.time() - t0}
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
