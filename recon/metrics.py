@@ -107,7 +107,7 @@ def _voxelize_chunk(verts: torch.Tensor, faces: torch.Tensor, r: int, lo: float,
     w = []
     sgn = []
     for k in range(3):
-        lx, ly, hx, hy = d[:, 4 * k], d[:, 4 * k + 1], d[:, 4 * k + 2], d[:, 4 * k + 3]
+        lx, ly, hx, hy = d[:, 4 * k:4 * k + 4].unbind(1)
         wk = (hx - lx) * (py - ly) - (hy - ly) * (px - lx)  # canonical: bitwise equal across faces
         s = d[:, 12 + k]
         sgn.append(torch.where(wk != 0, torch.sign(wk) * s, d[:, 15 + k]))
@@ -135,7 +135,10 @@ def voxelize(verts: torch.Tensor, faces: torch.Tensor, resolution: int = 32, lo:
     occupied when an odd number of triangle crossings lie below its centre. Rays through edges
     or vertices are resolved exactly (symbolic perturbation with canonical edge functions in
     float64), so a closed, non-self-intersecting mesh is filled exactly; self-intersecting
-    meshes get the parity (even-odd) rule. Parts outside ``[lo, hi]^3`` are clipped.
+    meshes get the parity (even-odd) rule. Parts outside ``[lo, hi]^3`` are clipped. A centre
+    lying exactly on the surface is classified as the point shifted by ``(+e, +e^2, -e^3)``
+    for an infinitesimal ``e``. Not differentiable (runs under ``no_grad`` on the CPU; the
+    result is moved back to ``verts.device``).
 
     Args:
         verts: (B, V, 3) float vertices (world x, y, z).
@@ -271,7 +274,7 @@ def iou_3d(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """
     if pred.shape != gt.shape:
         raise ValueError(f"iou_3d: pred {tuple(pred.shape)} and gt {tuple(gt.shape)} differ")
-    p, g = pred.bool().flatten(1), gt.bool().flatten(1)
+    p, g = pred.bool().flatten(1), gt.bool().flatten(1).to(pred.device)
     inter = (p & g).sum(1).float()
     union = (p | g).sum(1).float()
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
@@ -290,12 +293,9 @@ def surface_points_from_voxels(voxels: torch.Tensor, lo: float = -0.5, hi: float
     """
     occ = voxels.bool().cpu()
     r = occ.shape[0]
-    pad = torch.nn.functional.pad(occ[None, None].float(), (1, 1, 1, 1, 1, 1))[0, 0] > 0
-    inner = occ.clone()
-    for dim in range(3):
-        for shift in (0, 2):
-            inner &= pad.narrow(0, 1 if dim != 0 else shift, r).narrow(1, 1 if dim != 1 else shift, r) \
-                        .narrow(2, 1 if dim != 2 else shift, r)
+    p = torch.nn.functional.pad(occ[None, None].float(), (1, 1, 1, 1, 1, 1))[0, 0] > 0  # (R+2,)*3
+    c = slice(1, r + 1)
+    inner = (occ & p[:-2, c, c] & p[2:, c, c] & p[c, :-2, c] & p[c, 2:, c] & p[c, c, :-2] & p[c, c, 2:])
     ijk = (occ & ~inner).nonzero().to(torch.float32)
     h = (hi - lo) / r
     return lo + (ijk + 0.5) * h
@@ -327,7 +327,9 @@ def sample_mesh_surface(verts: torch.Tensor, faces: torch.Tensor, n: int,
 
 def _nn_dists(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """(N,) Euclidean distance from each point of ``a (N, 3)`` to its nearest point in ``b (M, 3)``."""
-    return torch.cat([torch.cdist(a[s:s + chunk], b).amin(1) for s in range(0, a.shape[0], chunk)])
+    # The matmul form of cdist cancels badly far from the origin; the direct form is exact enough.
+    return torch.cat([torch.cdist(a[s:s + chunk], b, compute_mode="donot_use_mm_for_euclid_dist").amin(1)
+                      for s in range(0, a.shape[0], chunk)])
 
 
 def chamfer_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from recon.training import SilhouetteObjective, Trainer, TrainingError, load_mod
 
 
 def _cfg(data: str, out: Path, **kw) -> TrainConfig:
-    base = dict(data=data, out=str(out), iterations=4, batch_size=2, val_every=2, val_objects=1, val_views="0",
+    base = dict(data=data, out=str(out), iterations=4, batch_size=2, val_every=2, val_objects=1, val_views="1",
                 log_every=1, device="cpu", tensorboard=False)
     base.update(kw)
     return TrainConfig(**base)
@@ -27,7 +27,7 @@ def test_train_writes_config_metrics_and_checkpoints(tiny_dataset: str, tmp_path
 
     out = tmp_path / "run"
     summary = train.main(["--data", tiny_dataset, "--out", str(out), "--iterations", "4", "--batch-size", "2",
-                          "--val-every", "2", "--val-objects", "1", "--val-views", "0", "--log-every", "1",
+                          "--val-every", "2", "--val-objects", "1", "--val-views", "1", "--log-every", "1",
                           "--device", "cpu", "--no-tensorboard"])
     assert summary["step"] == 4
     cfg = json.loads((out / "config.json").read_text())

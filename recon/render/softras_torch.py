@@ -61,12 +61,59 @@ def face_windows(face_xy: torch.Tensor, valid: torch.Tensor, image_size: int,
     return c0.long(), c1.long(), r0.long(), r1.long()
 
 
-def _enumerate_pairs(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(K,) non-negative counts -> (owner (P,), local index within its owner (P,)), P = sum."""
-    owner = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
+# Pairs are processed in chunks of about this many so that the no-grad intermediates stay in cache.
+_CHUNK = 1 << 15
+
+
+def _face_table(fxy: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-face constants the pair loop gathers: (16, N) rows ax[3], ay[3], ex[3], ey[3], inv_len2[3],
+    non-degenerate flag, for (N, 3, 2) face vertices. Edge k runs from vertex k to vertex k + 1."""
+    a = fxy
+    e = a.roll(-1, dims=1) - a
+    len2 = (e * e).sum(-1)
+    # A zero-length edge's closest point is its start: inv_len2 = 0 makes t = 0.
+    inv_len2 = torch.where(len2 > 0, 1.0 / torch.where(len2 > 0, len2, torch.ones_like(len2)), torch.zeros_like(len2))
+    x0, y0 = a[:, 0, 0], a[:, 0, 1]
+    area2 = (a[:, 1, 0] - x0) * (a[:, 2, 1] - y0) - (a[:, 1, 1] - y0) * (a[:, 2, 0] - x0)
+    nondegenerate = ((area2 != 0) & valid).to(a.dtype)
+    return torch.cat([a[..., 0].T, a[..., 1].T, e[..., 0].T, e[..., 1].T, inv_len2.T, nondegenerate[None]]).contiguous()
+
+
+def _chunk_pairs(table: torch.Tensor, faces_ids: torch.Tensor, counts: torch.Tensor, width: torch.Tensor,
+                 c0: torch.Tensor, r0: torch.Tensor, image_size: int, cutoff_sq: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Evaluate every pixel in the windows of a group of faces; return only the kept pairs.
+
+    Args:
+        table: (16, N) per-face constants (``_face_table``).
+        faces_ids: (K,) indices into N of the faces in this group; counts/width/c0/r0: (K,) int64.
+    Returns:
+        ``(face_id, pixel (row * S + col), edge, t, inside)`` of the kept pairs, each (P,).
+    """
+    s = image_size
+    dev = counts.device
+    local_face = torch.repeat_interleave(torch.arange(counts.numel(), device=dev), counts)
     starts = torch.cumsum(counts, 0) - counts
-    local = torch.arange(owner.numel(), device=counts.device) - starts[owner]
-    return owner, local
+    local = torch.arange(local_face.numel(), device=dev) - starts[local_face]
+    w = width[local_face]
+    row = r0[local_face] + torch.div(local, w, rounding_mode="floor")
+    col = c0[local_face] + local % w
+    face_id = faces_ids[local_face]
+
+    g = table.index_select(1, face_id)  # (16, P)
+    ax, ay, ex, ey, inv_len2, nondeg = g[0:3], g[3:6], g[6:9], g[9:12], g[12:15], g[15]
+    px = ((2 * col + 1 - s).to(g.dtype) / s)[None]
+    py = ((s - 1 - 2 * row).to(g.dtype) / s)[None]
+    apx, apy = px - ax, py - ay  # (3, P)
+    cross = ex * apy - ey * apx
+    t = (apx * ex + apy * ey).mul_(inv_len2).clamp_(0.0, 1.0)
+    dx = torch.addcmul(apx, t, ex, value=-1.0)
+    dy = torch.addcmul(apy, t, ey, value=-1.0)
+    d2, edge = (dx * dx).addcmul_(dy, dy).min(0)
+    inside = ((cross >= 0).all(0) | (cross <= 0).all(0)) & (nondeg > 0)
+    keep = inside | (d2 < cutoff_sq)
+    t_sel = t.gather(0, edge[None])[0]
+    return face_id[keep], (row * s + col)[keep], edge[keep], t_sel[keep], inside[keep]
 
 
 def soft_silhouette_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, image_size: int, sigma: float,
@@ -96,45 +143,43 @@ def soft_silhouette_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, image_si
     faces = faces.to(device=device, dtype=torch.long)
 
     with torch.no_grad():
-        fv = verts_ndc.detach()[:, faces]  # (B, F, 3, 3)
+        fv = verts_ndc.detach()[:, faces].reshape(b * nf, 3, 3)
         fxy = fv[..., :2]
         valid = (fv[..., 2] > 0).all(-1) & torch.isfinite(fxy).flatten(-2).all(-1)
         c0, c1, r0, r1 = face_windows(fxy, valid, s, cutoff_sq)
-        width = (c1 - c0 + 1).clamp(min=0).reshape(-1)
-        counts = width * (r1 - r0 + 1).clamp(min=0).reshape(-1)
-        owner, local = _enumerate_pairs(counts)  # owner indexes B*F
-        w = width[owner]
-        row = r0.reshape(-1)[owner] + torch.div(local, w, rounding_mode="floor")
-        col = c0.reshape(-1)[owner] + local % w
-        p = torch.stack([(2 * col + 1 - s).to(dtype) / s, (s - 1 - 2 * row).to(dtype) / s], dim=-1)  # (P, 2)
-
-        a = fxy.reshape(b * nf, 3, 2)[owner]  # (P, 3, 2); edge k runs from vertex k to k+1
-        e = a.roll(-1, dims=1) - a
-        ap = p[:, None, :] - a
-        len2 = (e * e).sum(-1)
-        nonzero = len2 > 0
-        t = torch.where(nonzero, (ap * e).sum(-1) / torch.where(nonzero, len2, torch.ones_like(len2)),
-                        torch.zeros_like(len2)).clamp(0.0, 1.0)
-        diff = ap - t[..., None] * e
-        d2, edge = (diff * diff).sum(-1).min(-1)
-        cross = e[..., 0] * ap[..., 1] - e[..., 1] * ap[..., 0]
-        x0, y0 = fxy[..., 0, 0], fxy[..., 0, 1]
-        area2 = (fxy[..., 1, 0] - x0) * (fxy[..., 2, 1] - y0) - (fxy[..., 1, 1] - y0) * (fxy[..., 2, 0] - x0)
-        inside = ((cross >= 0).all(-1) | (cross <= 0).all(-1)) & (area2.reshape(-1) != 0)[owner]
-        keep = inside | (d2 < cutoff_sq)
-
-        owner, edge, p, inside = owner[keep], edge[keep], p[keep], inside[keep]
-        t = t[keep].gather(1, edge[:, None]).squeeze(1)
-        bi, fi = torch.div(owner, nf, rounding_mode="floor"), owner % nf
-        pix = (bi * s + row[keep]) * s + col[keep]
+        width = (c1 - c0 + 1).clamp(min=0)
+        counts = width * (r1 - r0 + 1).clamp(min=0)
+        ids = counts.nonzero()[:, 0]
+        counts, width, c0, r0 = counts[ids], width[ids], c0[ids], r0[ids]
+        table = _face_table(torch.nan_to_num(fxy), valid)
+        # Split the faces into groups of about _CHUNK pairs each.
+        cum = torch.cumsum(counts, 0)
+        total = int(cum[-1]) if cum.numel() else 0
+        marks = torch.arange(_CHUNK, max(total, _CHUNK), _CHUNK, device=device)
+        cuts = torch.searchsorted(cum, marks, right=True).tolist()
+        bounds = sorted(set([0] + cuts + [ids.numel()]))
+        parts = [_chunk_pairs(table, ids[i:j], counts[i:j], width[i:j], c0[i:j], r0[i:j], s, cutoff_sq)
+                 for i, j in zip(bounds[:-1], bounds[1:])]
+        if parts:
+            face_id, pix, edge, t, inside = (torch.cat(x) for x in zip(*parts))
+        else:
+            face_id = pix = edge = torch.zeros(0, dtype=torch.long, device=device)
+            t = torch.zeros(0, dtype=dtype, device=device)
+            inside = torch.zeros(0, dtype=torch.bool, device=device)
+        bi, fi = torch.div(face_id, nf, rounding_mode="floor"), face_id % nf
+        pix = pix + bi * (s * s)
         ia = faces[fi, edge] + bi * v
         ib = faces[fi, (edge + 1) % 3] + bi * v
-        sign = torch.where(inside, -1.0, 1.0).to(dtype)  # -sign(inside), the logsigmoid argument's sign
+        # logsigmoid argument is -sign * d^2 / sigma with sign = +1 inside, -1 outside.
+        inv_sigma = torch.tensor(1.0 / sigma, dtype=dtype, device=device)
+        coef = torch.where(inside, -inv_sigma, inv_sigma)
+        px = (2 * (pix % s) + 1 - s).to(dtype) / s
+        py = (s - 1 - 2 * (torch.div(pix, s, rounding_mode="floor") % s)).to(dtype) / s
+        p = torch.stack([px, py], dim=-1)
 
     vxy = verts_ndc[..., :2].reshape(b * v, 2)
     va, vb = vxy[ia], vxy[ib]
-    q = va + t[:, None] * (vb - va)
-    dq = p - q
-    log_not = F.logsigmoid(sign * (dq * dq).sum(-1) / sigma)
+    dq = p - torch.addcmul(va, t[:, None], vb - va)
+    log_not = F.logsigmoid(coef * (dq * dq).sum(-1))
     log_sum = torch.zeros(b * s * s, dtype=dtype, device=device).index_add(0, pix, log_not)
     return -torch.expm1(log_sum).reshape(b, s, s)

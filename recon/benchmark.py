@@ -1,0 +1,190 @@
+"""Renderer and training-step benchmarks: every available implementation measured side by side
+in one process, so ratios are meaningful on a shared, noisy machine. Nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+
+from recon import cameras
+from recon.mesh import icosphere
+
+__all__ = ["BenchRecord", "deformed_template", "time_fn", "bench_renderers", "bench_train_step",
+           "bench_voxelize", "renderer_ratios"]
+
+
+@dataclass
+class BenchRecord:
+    impl: str
+    device: str
+    batch: int
+    fwd_ms: float
+    fwdbwd_ms: float
+    per_image_fwdbwd_ms: float
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def deformed_template(batch: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of randomly (smoothly) deformed 1280-face template spheres of radius ~0.3-0.45.
+
+    Returns:
+        verts (B, 642, 3), faces (1280, 3).
+    """
+    g = torch.Generator().manual_seed(seed)
+    v, f = icosphere(3)
+    scale = 0.3 + 0.15 * torch.rand(batch, 1, 3, generator=g)
+    bumps = 1 + 0.15 * torch.sin(3 * v[None] @ torch.randn(batch, 3, 3, generator=g))
+    return (v[None] * scale * bumps).to(device), f.to(device)
+
+
+def bench_renderers(batches: tuple[int, ...] = (1, 16, 64), device: str = "cpu", repeats: int = 5,
+                    dense_batch: int = 1, image_size: int = 64, sigma: float = 1e-4,
+                    impls: tuple[str, ...] | None = None) -> list[BenchRecord]:
+    """Forward and forward+backward time of every available softras implementation, plus the dense
+    oracle at ``dense_batch`` (its per-image time is comparable to the others')."""
+    from recon.render import RasterSettings
+    from recon.render.softras import IMPLS, available_impls, make_renderer
+    from recon.render.softras_dense import soft_silhouette_dense
+
+    dev = torch.device(device)
+    usable = [i for i, why in available_impls(device).items() if why is None]
+    if impls:
+        usable = [i for i in usable if i in impls]
+    settings = RasterSettings(image_size=image_size, sigma=sigma)
+    records: list[BenchRecord] = []
+    for batch in batches:
+        verts, faces = deformed_template(batch, dev)
+        az = cameras.view_azimuths(torch.arange(batch) % cameras.NUM_VIEWS).to(dev)
+        for impl in [i for i in IMPLS if i in usable]:
+            r = make_renderer(settings, impl=impl, device=device)
+            ndc = r.project(verts, az).detach()
+            fwd = time_fn(lambda: r.rasterize_ndc(ndc, faces), dev, repeats)
+
+            def fb() -> None:
+                x = ndc.clone().requires_grad_(True)
+                r.rasterize_ndc(x, faces).sum().backward()
+
+            fb_ms = time_fn(fb, dev, repeats)
+            records.append(BenchRecord(impl, device, batch, fwd, fb_ms, fb_ms / batch))
+    verts, faces = deformed_template(dense_batch, dev)
+    r = make_renderer(settings, impl="torch", device=device)
+    ndc = r.project(verts, cameras.view_azimuths(torch.zeros(dense_batch, dtype=torch.long)).to(dev)).detach()
+    fwd = time_fn(lambda: soft_silhouette_dense(ndc, faces, image_size, sigma), dev, max(2, repeats // 2))
+
+    def fb_dense() -> None:
+        x = ndc.clone().requires_grad_(True)
+        soft_silhouette_dense(x, faces, image_size, sigma).sum().backward()
+
+    fb_ms = time_fn(fb_dense, dev, max(2, repeats // 2))
+    records.append(BenchRecord("dense", device, dense_batch, fwd, fb_ms, fb_ms / dense_batch))
+    return records
+
+
+def renderer_ratios(records: list[BenchRecord]) -> dict[str, float]:
+    """Speedups (forward+backward): torch/cpp and torch/cuda at equal batch; dense/x per image."""
+    by = {(r.impl, r.batch): r for r in records}
+    dense = next((r for r in records if r.impl == "dense"), None)
+    out: dict[str, float] = {}
+    for (impl, batch), r in by.items():
+        if impl in ("cpp", "cuda") and ("torch", batch) in by:
+            out[f"torch/{impl}@{batch}"] = by[("torch", batch)].fwdbwd_ms / r.fwdbwd_ms
+        if impl != "dense" and dense is not None:
+            out[f"dense/{impl}@{batch} per image"] = dense.per_image_fwdbwd_ms / r.per_image_fwdbwd_ms
+    return out
+
+
+def bench_train_step(batch: int = 64, device: str = "cpu", impl: str = "auto", encoder: str = "baseline",
+                     repeats: int = 3) -> dict[str, float]:
+    """One training step (2B images -> 4B renders) split into network, render and loss, forward and
+    backward each timed separately (the backward pass is chained by hand across the three parts).
+
+    Returns:
+        milliseconds for ``network``, ``render``, ``loss``, ``optimizer``, ``total`` and ``render_fraction``.
+    """
+    from recon.models import Reconstructor
+    from recon.render import get_renderer
+    from recon.training import SilhouetteObjective
+    from recon.losses import multiview_iou_loss
+
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = Reconstructor(encoder).to(dev)
+    renderer = get_renderer("softras", impl=impl, device=device)
+    obj = SilhouetteObjective(model.faces, 642, 5e-3, 5e-4).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    images = torch.rand(2 * batch, 4, 64, 64, device=dev)
+    targets = (torch.rand(2, batch, 64, 64, device=dev) > 0.5).float()
+    views = torch.randint(0, 24, (4 * batch,))
+    az = cameras.view_azimuths(views).to(dev)
+    acc: dict[str, list[float]] = {k: [] for k in ("network", "render", "loss", "optimizer")}
+
+    def clock() -> float:
+        _sync(dev)
+        return time.perf_counter()
+
+    for it in range(repeats + 1):
+        t0 = clock()
+        verts = model(images)
+        t1 = clock()
+        v_in = verts.detach().requires_grad_(True)
+        sil = renderer.silhouettes(torch.cat([v_in, v_in]), model.faces, az)
+        t2 = clock()
+        s_in = sil.detach().requires_grad_(True)
+        loss = multiview_iou_loss(s_in.split(batch), targets[0], targets[1])
+        reg = obj.lambda_lap * obj.lap(v_in).mean() + obj.lambda_flat * obj.flat(v_in).mean()
+        (loss + reg).backward()
+        t3 = clock()
+        sil.backward(s_in.grad)
+        t4 = clock()
+        opt.zero_grad(set_to_none=True)
+        verts.backward(v_in.grad)
+        t5 = clock()
+        opt.step()
+        t6 = clock()
+        if it == 0:
+            continue  # warm-up (kernel build, allocator)
+        acc["network"].append((t1 - t0) + (t5 - t4))
+        acc["render"].append((t2 - t1) + (t4 - t3))
+        acc["loss"].append(t3 - t2)
+        acc["optimizer"].append(t6 - t5)
+    out = {k: statistics.median(v) * 1e3 for k, v in acc.items()}
+    out["total"] = sum(out.values())
+    out["render_fraction"] = out["render"] / out["total"]
+    out["impl"] = getattr(renderer, "impl", impl)
+    return out
+
+
+def bench_voxelize(batch: int = 64, repeats: int = 3) -> float:
+    """Closed-mesh voxelization throughput at 32^3 (meshes/s) on 1280-face deformed spheres."""
+    from recon.metrics import voxelize
+
+    verts, faces = deformed_template(batch, torch.device("cpu"))
+    ms = time_fn(lambda: voxelize(verts, faces), torch.device("cpu"), repeats)
+    return batch / (ms / 1e3)
+
+
+def records_as_dicts(records: list[BenchRecord]) -> list[dict]:
+    return [asdict(r) for r in records]

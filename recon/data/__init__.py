@@ -1,0 +1,1 @@
+"""Datasets: the HDF5 format (schema), readers (dataset) and converters."""

@@ -1,0 +1,178 @@
+"""Fused soft rasterizer kernels (C++/OpenMP and CUDA): JIT build and autograd wrapper.
+
+The sources live in ``csrc/softras/``. They are compiled on first use with
+``torch.utils.cpp_extension.load`` into ``$RECON_EXT_DIR/<name>`` (default
+``~/.cache/recon/torch_extensions/<name>``) and cached for the process. A missing compiler, nvcc
+or CUDA, or a failed build, raises :class:`~recon.render.base.BackendUnavailable` with the reason
+(and the compiler's error tail).
+
+Same math and pair rule as :mod:`recon.render.softras_torch`, which the tests compare against.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from recon.render.base import BackendUnavailable
+
+__all__ = ["KINDS", "extension_name", "build_dir", "load_extension", "soft_silhouette_ext"]
+
+KINDS = ("cpp", "cuda")
+_CSRC = Path(__file__).resolve().parent / "csrc" / "softras"
+_ERROR_TAIL = 3000
+# Per-process cache: kind -> loaded module, or the BackendUnavailable that building it raised.
+_CACHE: dict[str, ModuleType | BackendUnavailable] = {}
+
+
+def extension_name(kind: str) -> str:
+    """Python module name of the compiled extension for ``kind`` ("cpp" or "cuda")."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kernel kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    return "recon_softras_cpu" if kind == "cpp" else "recon_softras_cuda"
+
+
+def build_dir(name: str) -> Path:
+    """Build directory for extension ``name`` (created): ``$RECON_EXT_DIR/<name>`` or
+    ``~/.cache/recon/torch_extensions/<name>``."""
+    root = os.environ.get("RECON_EXT_DIR")
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "recon" / "torch_extensions"
+    path = base / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _missing_toolchain(kind: str) -> str | None:
+    """Why ``kind`` cannot be built here, or None."""
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        return f"no C++ compiler found ({cxx!r} is not on PATH; install g++ or set CXX)"
+    if shutil.which("ninja") is None:
+        try:
+            import ninja  # noqa: F401  (the pip package puts the binary next to the interpreter)
+        except ImportError:
+            return "ninja is not installed (pip install ninja)"
+    if kind == "cuda":
+        if torch.version.cuda is None:
+            return f"this PyTorch build ({torch.__version__}) has no CUDA support"
+        if not torch.cuda.is_available():
+            return "CUDA is not available (no GPU or driver)"
+        from torch.utils.cpp_extension import CUDA_HOME
+
+        if CUDA_HOME is None:
+            return "nvcc / the CUDA toolkit was not found (set CUDA_HOME)"
+    return None
+
+
+def _build(kind: str, verbose: bool) -> ModuleType:
+    from torch.utils import cpp_extension
+
+    name = extension_name(kind)
+    sources = [_CSRC / "bindings.cpp", _CSRC / "softras_cpu.cpp"]
+    # No -march (the build must run on any x86-64) and no -ffast-math (parity with the reference);
+    # -ffp-contract=off keeps FMA contraction from changing rounding on targets that have FMA;
+    # -Wno-psabi silences a note about passing 32-byte double vectors between inline helpers.
+    cflags = ["-O3", "-fopenmp", "-ffp-contract=off", "-Wno-psabi"]
+    cuda_flags: list[str] = []
+    if kind == "cuda":
+        sources.append(_CSRC / "softras_cuda.cu")
+        cflags.append("-DRECON_WITH_CUDA")
+        cuda_flags = ["-O3", "-DRECON_WITH_CUDA"]
+    return cpp_extension.load(
+        name=name,
+        sources=[str(s) for s in sources],
+        extra_cflags=cflags,
+        extra_cuda_cflags=cuda_flags,
+        extra_ldflags=["-fopenmp"],
+        extra_include_paths=[str(_CSRC)],
+        build_directory=str(build_dir(name)),
+        with_cuda=kind == "cuda",
+        verbose=verbose,
+    )
+
+
+def load_extension(kind: str = "cpp", verbose: bool = False) -> ModuleType:
+    """Build (first call, can take a minute) or load the compiled kernels.
+
+    Args:
+        kind: "cpp" (CPU/OpenMP only) or "cuda" (CPU and CUDA).
+        verbose: print the compiler commands.
+    Returns:
+        The extension module with ``forward`` and ``backward``.
+    Raises:
+        BackendUnavailable: no compiler / ninja / nvcc / CUDA, or the build failed.
+    """
+    name = extension_name(kind)
+    cached = _CACHE.get(kind)
+    if isinstance(cached, BackendUnavailable):
+        raise cached
+    if cached is not None:
+        return cached
+    reason = _missing_toolchain(kind)
+    if reason is not None:
+        err = BackendUnavailable(f"softras {kind} kernel unavailable: {reason}")
+    else:
+        try:
+            _CACHE[kind] = _build(kind, verbose)
+            return _CACHE[kind]
+        except (RuntimeError, OSError, ImportError) as e:  # build or load failure
+            tail = str(e)[-_ERROR_TAIL:]
+            err = BackendUnavailable(f"softras {kind} kernel unavailable: building {name} in "
+                                     f"{build_dir(name)} failed:\n{tail}")
+    _CACHE[kind] = err
+    raise err
+
+
+class _SoftSilhouette(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, verts_ndc: torch.Tensor, faces: torch.Tensor, module: ModuleType, image_size: int,
+                sigma: float, cutoff_sq: float) -> torch.Tensor:
+        sil, log_sum = module.forward(verts_ndc, faces, image_size, sigma, cutoff_sq)
+        ctx.save_for_backward(verts_ndc, faces, log_sum)
+        ctx.module, ctx.image_size, ctx.sigma, ctx.cutoff_sq = module, image_size, sigma, cutoff_sq
+        return sil
+
+    @staticmethod
+    def backward(ctx, grad_sil: torch.Tensor):
+        verts_ndc, faces, log_sum = ctx.saved_tensors
+        grad = None
+        if ctx.needs_input_grad[0]:
+            grad = ctx.module.backward(grad_sil.contiguous(), verts_ndc, faces, log_sum, ctx.image_size, ctx.sigma,
+                                       ctx.cutoff_sq)
+        return grad, None, None, None, None, None
+
+
+def soft_silhouette_ext(verts_ndc: torch.Tensor, faces: torch.Tensor, image_size: int, sigma: float,
+                        cutoff_sq: float, kind: str | None = None) -> torch.Tensor:
+    """Soft silhouettes with the fused kernel (same result as ``soft_silhouette_torch``).
+
+    Args:
+        verts_ndc: (B, V, 3) float32/float64 NDC x, y and camera depth z (CPU, or CUDA for "cuda").
+        faces: (F, 3) integer vertex indices (moved to int64 on the device of ``verts_ndc``).
+        image_size: S.
+        sigma: sharpness (> 0).
+        cutoff_sq: outside pairs with ``d^2 >= cutoff_sq`` are dropped.
+        kind: "cpp" or "cuda"; default: "cuda" for CUDA tensors, else "cpp".
+    Returns:
+        (B, S, S) silhouettes in [0, 1], dtype of ``verts_ndc``, row 0 at the top; differentiable
+        w.r.t. ``verts_ndc`` (x and y; the z gradient is zero).
+    Raises:
+        BackendUnavailable: the kernel cannot be built here.
+    """
+    if verts_ndc.dim() != 3 or verts_ndc.shape[-1] != 3:
+        raise ValueError(f"verts_ndc must be (B, V, 3), got {tuple(verts_ndc.shape)}")
+    if faces.dim() != 2 or faces.shape[-1] != 3:
+        raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
+    if verts_ndc.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"verts_ndc must be float32 or float64, got {verts_ndc.dtype}")
+    kind = kind or ("cuda" if verts_ndc.is_cuda else "cpp")
+    if kind == "cpp" and verts_ndc.is_cuda:
+        raise ValueError("the cpp kernel runs on CPU tensors; use kind='cuda' for CUDA tensors")
+    module = load_extension(kind)
+    faces = faces.to(device=verts_ndc.device, dtype=torch.long).contiguous()
+    return _SoftSilhouette.apply(verts_ndc.contiguous(), faces, module, int(image_size), float(sigma),
+                                 float(cutoff_sq))
