@@ -29,14 +29,17 @@ class _Parser(argparse.ArgumentParser):
         fail(f"{message} (see {self.prog} --help)")
 
 
-def _int_at_least(lo: int):
+_MAX_COUNT = 1_000_000  # objects per category and split: beyond this a typo, not a dataset (memory, disk)
+
+
+def _int_at_least(lo: int, hi: int = _MAX_COUNT):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {value}")
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{lo}, {hi}], got {value}")
         return value
     return parse
 
@@ -85,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="val objects per category (default: max(1, per-category / 7.5))")
     q.add_argument("--test", type=_int_at_least(0), default=None,
                    help="test objects per category (default: max(1, per-category / 7.5))")
-    q.add_argument("--seed", type=int, default=0, help="dataset seed (default: %(default)s)")
+    q.add_argument("--seed", type=_int_at_least(0, 2 ** 63 - 1), default=0,
+                   help="dataset seed (default: %(default)s)")
 
     q = sub.add_parser("meshes", help="convert a folder of meshes",
                        description="Convert meshes (.obj .ply .stl .glb .gltf .off): one subfolder per category "
@@ -95,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--src", required=True, help="source folder")
     q.add_argument("--split", type=_ratios, default=(0.8, 0.1, 0.1),
                    help="train,val,test ratios summing to 1 (default: 0.8,0.1,0.1)")
-    q.add_argument("--seed", type=int, default=0, help="seed of the per-category split shuffle (default: %(default)s)")
+    q.add_argument("--seed", type=_int_at_least(0, 2 ** 63 - 1), default=0,
+                   help="seed of the per-category split shuffle (default: %(default)s)")
 
     q = sub.add_parser("softras", help="convert SoftRas/NMR .npz files",
                        description="Convert <classid>_<split>_images.npz / _voxels.npz (SoftRas/NMR ShapeNet "

@@ -13,11 +13,11 @@ import argparse
 import time
 from pathlib import Path
 
-from pipelines.cli import console, make_progress, user_errors
+from pipelines.cli import OneLineParser, console, make_progress, user_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.eval", description=__doc__,
+    p = OneLineParser(prog="python -m pipelines.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="run directory (uses best.pt) or checkpoint file")
     p.add_argument("--data", default="data/synthetic.h5", help="HDF5 dataset (default: %(default)s)")
@@ -45,6 +45,14 @@ def main(argv: list[str] | None = None) -> dict:
         from recon.report import eval_record, figure_predictions, results_table, save_prediction_meshes, write_json
         from recon.training import load_model, resolve_device
 
+        if not args.checkpoint.strip():
+            raise ValueError("--checkpoint must name a run directory or a checkpoint file, got an empty string")
+        if args.json and Path(args.json).is_dir():
+            raise ValueError(f"--json {args.json}: is a directory, expected a file path")
+        if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+            raise ValueError(f"--out {args.out}: exists and is not a directory")
+        if args.figures < 0:
+            raise ValueError(f"--figures must be >= 0, got {args.figures}")
         device = resolve_device(args.device)
         ckpt = resolve_checkpoint(args.checkpoint)
         info = validate(args.data, require_splits=(args.split,))

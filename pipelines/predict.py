@@ -12,13 +12,12 @@ is 2 if any file failed, 0 otherwise.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from pipelines.cli import console, fail, user_errors
+from pipelines.cli import OneLineParser, console, fail, print_error, user_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.predict", description=__doc__,
+    p = OneLineParser(prog="python -m pipelines.predict", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     p.add_argument("--checkpoint", required=True, help="run directory (uses best.pt) or checkpoint file")
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             out = predict_file(model, path, args.out, name, size=args.size, device=device)
         except (ImageError, RuntimeError) as e:  # RuntimeError: the model rejects this --size
             failed += 1
-            print(f"error: {path}: {' '.join(str(e).split())}", file=sys.stderr)
+            print_error(f"{path}: {e}")
             continue
         except OSError as e:  # the output directory cannot be written: no point going on
             fail(f"{args.out}: {e.strerror or e}")

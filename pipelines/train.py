@@ -9,14 +9,15 @@ Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoints/step-*.pt, RUN/last.p
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
-from pipelines.cli import console, fail, make_progress, user_errors
+from pipelines.cli import OneLineParser, console, fail, make_progress, user_errors
 from recon.config import TrainConfig, add_dataclass_args, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.train", description=__doc__,
+    p = OneLineParser(prog="python -m pipelines.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_args(p, TrainConfig)
     return p
@@ -46,6 +47,15 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"--decay-at must be in [0, 1] and --decay in (0, 1], got {cfg.decay_at}, {cfg.decay}")
     if cfg.workers < 0 or cfg.threads < 0 or cfg.val_objects < 0:
         raise ValueError("--workers, --threads and --val-objects must be >= 0")
+    # absurd values would exhaust memory or processes instead of failing
+    cap = max(64, 4 * (os.cpu_count() or 1))
+    for name, hi in (("batch_size", 1 << 16), ("workers", cap), ("threads", cap)):
+        if getattr(cfg, name) > hi:
+            raise ValueError(f"--{name.replace('_', '-')} must be <= {hi}, got {getattr(cfg, name)}")
+    if not 0 <= cfg.seed < 1 << 63:
+        raise ValueError(f"--seed must be in [0, 2^63), got {cfg.seed}")
+    if not cfg.out.strip():
+        raise ValueError("--out must name a run directory, got an empty string")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -134,7 +134,9 @@ def bench_train_step(batch: int = 64, device: str = "cpu", impl: str = "auto", e
     model = Reconstructor(encoder).to(dev)
     renderer = get_renderer("softras", impl=impl, device=device)
     obj = SilhouetteObjective(model.faces, 642, 5e-3, 5e-4).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    from recon.training import make_optimizer
+
+    opt = make_optimizer(model, 1e-4)
     images = torch.rand(2 * batch, 4, 64, 64, device=dev)
     targets = (torch.rand(2, batch, 64, 64, device=dev) > 0.5).float()
     views = torch.randint(0, 24, (4 * batch,))

@@ -112,7 +112,7 @@ def figure_predictions(predictions: Sequence[Prediction], faces: torch.Tensor, p
         axes[r, 0].set_ylabel(f"{p.name}\nIoU {p.iou:.2f}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.1 * rows)) if title else None)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)

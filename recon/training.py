@@ -34,14 +34,14 @@ from recon import cameras
 from recon.checkpoint import (CKPT_DIR, CheckpointError, latest_valid_checkpoint, load_checkpoint, quarantine,
                               remove_stale_temps, save_checkpoint, step_checkpoints)
 from recon.config import TrainConfig, save_config
-from recon.data.dataset import PairDataset
+from recon.data.dataset import PairDataset, split_categories
 from recon.evaluate import evaluate, parse_views
 from recon.losses import FlattenLoss, LaplacianLoss, multiview_iou_loss
 from recon.mesh import atomic_write_bytes
 from recon.models import Reconstructor
 from recon.render import Renderer, get_renderer
 
-__all__ = ["TrainingError", "resolve_device", "schedule", "SilhouetteObjective", "Trainer", "load_model"]
+__all__ = ["TrainingError", "resolve_device", "schedule", "make_optimizer", "SilhouetteObjective", "Trainer", "load_model"]
 
 CHECKPOINT_VERSION = 1
 
@@ -51,13 +51,34 @@ class TrainingError(RuntimeError):
 
 
 def resolve_device(spec: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu. Raises ValueError for cuda without CUDA."""
+    """``auto`` -> cuda when available, else cpu. Raises ValueError (naming ``--device``) for anything
+    that is not ``cpu``, ``cuda`` or ``cuda:N`` usable on this machine."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"--device {spec!r}: not a device; expected auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {spec!r}: unsupported device type {dev.type!r}; expected auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {spec}: CUDA is not available on this machine (use cpu or auto)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
+
+
+def _check_run_dir(path: Path) -> None:
+    """Fail early (before any work) when ``--out`` cannot become a run directory."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path}: exists and is not a directory")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path}: {parent} is not writable")
 
 
 def schedule(cfg: TrainConfig, step: int) -> tuple[float, float]:
@@ -122,6 +143,15 @@ class _StepSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return max(self.stop - self.start, 0)
+
+
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam (SoftRas). The fused kernel is ~10x faster than the per-tensor loop on CPU for this
+    26M-parameter model; it is used wherever this torch build supports it."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=lr)
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -238,8 +268,18 @@ class Trainer:
             # CPU results are bitwise reproducible for a fixed thread count (reduction splits depend on it)
             torch.set_num_threads(cfg.threads)
         self.run_dir = Path(cfg.out)
-        torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
         self.dataset = PairDataset(cfg.data, "train", seed=cfg.seed, with_voxels=False)
+        # everything that would otherwise fail at the first validation, hours in, fails now
+        try:
+            self.val_views = parse_views(cfg.val_views, self.dataset.num_views)
+        except ValueError as e:
+            raise ValueError(f"--val-views {cfg.val_views!r}: {e}") from None
+        try:
+            split_categories(self.dataset.info, "val")
+        except ValueError as e:
+            raise ValueError(f"{e} (training validates on it every --val-every steps)") from None
+        _check_run_dir(self.run_dir)
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
         self.model = Reconstructor(cfg.encoder, image_size=self.dataset.info.image_size).to(self.device)
         self.renderer = get_renderer(cfg.backend, sigma=cfg.sigma, image_size=self.dataset.info.image_size,
                                      **({"impl": cfg.impl} if cfg.backend == "softras" else {}),
@@ -247,7 +287,7 @@ class Trainer:
         self.faces = self.model.faces
         self.objective = SilhouetteObjective(self.faces, self.model.decoder.num_verts, cfg.lambda_lap,
                                              cfg.lambda_flat).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.optimizer = make_optimizer(self.model, cfg.lr)
         # BatchNorm statistics are updated by the forward pass even when the step is then skipped
         self._bn_buffers = [b for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                             for b in m.buffers()]
@@ -265,7 +305,6 @@ class Trainer:
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.val_views = parse_views(cfg.val_views, self.dataset.num_views)
         self.logger = _Logger(self.run_dir, self.is_main, cfg.tensorboard, start_step=self.step)
 
     # -- collectives (no-ops in a single process) ----------------------------------------

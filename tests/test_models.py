@@ -54,6 +54,6 @@ def test_each_encoder_trains_end_to_end(name: str) -> None:
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        losses.append(float(out["loss"]))
+        losses.append(float(out["loss"].detach()))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0] - 0.02, losses

@@ -86,6 +86,17 @@ def test_sphere_matches_torch(impl, dtype, size, sigma):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_cpp_baseline_simd_matches_torch(dtype, monkeypatch):
+    """The kernel is compiled for baseline x86-64 and for AVX2; check the one not picked here too."""
+    ext = _kernel("cpp")
+    monkeypatch.setenv("RECON_SOFTRAS_SIMD", "baseline")
+    assert ext.cpu_simd() == "baseline"
+    ndc, faces = _sphere(2, 2, seed=11, dtype=dtype)
+    fwd, rel, _ = _compare("cpp", ndc, faces, RasterSettings(image_size=32, sigma=1e-3))
+    assert fwd <= FWD_TOL[dtype] and rel <= GRAD_RTOL
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("impl", IMPLS)
 def test_odd_faces_match_torch(impl, dtype):
     _kernel(impl)
@@ -106,6 +117,18 @@ def test_odd_faces_match_torch(impl, dtype):
     softras_ext.soft_silhouette_ext(out_v, faces[3:4], st.image_size, st.sigma, st.cutoff_sq, kind=impl).sum().backward()
     assert fwd <= FWD_TOL[dtype] and torch.isfinite(out_v.grad).all()
     torch.testing.assert_close(out_v.grad[:, 9:12].sum(1), ref_v.grad[:, 9:12].sum(1), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_big_windows_odd_size(impl):
+    """Faces whose windows cover most of a non-power-of-two image (long pixel walks)."""
+    _kernel(impl)
+    verts = torch.tensor([[[-0.9, -0.9, 1.0], [0.95, -0.7, 1.0], [0.1, 0.9, 1.0],
+                           [-1.5, 0.2, 2.0], [0.3, 1.4, 2.0], [0.2, -0.1, 2.0]]], dtype=torch.float64)
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    fwd, rel, _ = _compare(impl, verts.to(_device(impl)), faces.to(_device(impl)),
+                           RasterSettings(image_size=97, sigma=1e-3))
+    assert fwd <= 1e-5 and rel <= GRAD_RTOL
 
 
 @pytest.mark.parametrize("impl", IMPLS)

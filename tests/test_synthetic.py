@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from recon import cameras
-from recon.data.raster import render_views, voxel_mask_iou, voxels_to_mesh
+from recon.data.raster import render_views, voxel_mask_iou
+from recon.mesh import voxels_to_mesh
 from recon.data.schema import validate
 from recon.data.synthetic import (CATEGORIES, DEFAULT_CATEGORIES, MARGIN, build_synthetic, make_object, make_parts,
                                   split_sizes)

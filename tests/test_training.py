@@ -101,7 +101,7 @@ def test_existing_run_needs_resume(tiny_dataset: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("flags, message", [
     (["--encoder", "vgg"], "valid encoders: baseline, resnet, attention"),
-    (["--backend", "opengl"], "valid backends: kaolin, nvdiffrast, softras"),
+    (["--backend", "opengl"], "valid backends: softras, kaolin, nvdiffrast"),
     (["--iterations", "0"], "--iterations must be >= 1"),
     (["--lr", "nan"], "--lr must be a positive finite number"),
     (["--data", "/nonexistent/x.h5"], "file not found"),

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from recon.data.schema import DatasetInfo, validate
+from recon.data.schema import DatasetFormatError, DatasetInfo, validate
 
 __all__ = ["PairDataset", "ObjectRecord", "iter_objects", "split_categories"]
 
@@ -102,17 +102,21 @@ class PairDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         c, o, va, vb = self.sample(index)
-        grp = self._h5.get()[self.categories[c]][self.split]
-        images = grp["images"]
-        item = {
-            "image_a": torch.from_numpy(images[o, va].astype(np.float32) / 255.0),
-            "image_b": torch.from_numpy(images[o, vb].astype(np.float32) / 255.0),
-            "view_a": torch.tensor(va, dtype=torch.int64),
-            "view_b": torch.tensor(vb, dtype=torch.int64),
-            "category": torch.tensor(c, dtype=torch.int64),
-        }
-        if self.with_voxels:
-            item["voxels"] = torch.from_numpy(np.asarray(grp["voxels"][o], dtype=np.uint8))
+        where = f"/{self.categories[c]}/{self.split}"
+        try:
+            grp = self._h5.get()[self.categories[c]][self.split]
+            images = grp["images"]
+            item = {
+                "image_a": torch.from_numpy(images[o, va].astype(np.float32) / 255.0),
+                "image_b": torch.from_numpy(images[o, vb].astype(np.float32) / 255.0),
+                "view_a": torch.tensor(va, dtype=torch.int64),
+                "view_b": torch.tensor(vb, dtype=torch.int64),
+                "category": torch.tensor(c, dtype=torch.int64),
+            }
+            if self.with_voxels:
+                item["voxels"] = torch.from_numpy(np.asarray(grp["voxels"][o], dtype=np.uint8))
+        except (OSError, KeyError) as e:  # a corrupt chunk, or the file changed under us
+            raise DatasetFormatError(f"{self.path}: {where}: object {o} is unreadable ({e})") from None
         return item
 
 
@@ -140,12 +144,16 @@ def iter_objects(path: str | os.PathLike, split: str = "test", categories: Seque
             if max_per_category is not None:
                 n = min(n, max_per_category)
             for i in range(n):
-                oid = grp["object_ids"][i]
-                yield ObjectRecord(
-                    category=key,
-                    name=info.categories[key],
-                    index=i,
-                    object_id=oid.decode("utf-8", "replace") if isinstance(oid, bytes) else str(oid),
-                    images=torch.from_numpy(grp["images"][i].astype(np.float32) / 255.0),
-                    voxels=torch.from_numpy(np.asarray(grp["voxels"][i]).astype(bool)),
-                )
+                try:
+                    oid = grp["object_ids"][i]
+                    record = ObjectRecord(
+                        category=key,
+                        name=info.categories[key],
+                        index=i,
+                        object_id=oid.decode("utf-8", "replace") if isinstance(oid, bytes) else str(oid),
+                        images=torch.from_numpy(grp["images"][i].astype(np.float32) / 255.0),
+                        voxels=torch.from_numpy(np.asarray(grp["voxels"][i]).astype(bool)),
+                    )
+                except OSError as e:  # a corrupt chunk
+                    raise DatasetFormatError(f"{path}: /{key}/{split}: object {i} is unreadable ({e})") from None
+                yield record

@@ -72,6 +72,8 @@ def load_rgba(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
             rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8).copy()
     except UnidentifiedImageError:
         raise ImageError("not an image (expected PNG or JPEG)") from None
+    except Image.DecompressionBombError as e:  # a header declaring billions of pixels
+        raise ImageError(f"image is too large: {e}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"unreadable image: {e}") from None
     if rgba.shape[0] < 4 or rgba.shape[1] < 4:

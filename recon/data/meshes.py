@@ -20,6 +20,7 @@ Unreadable, empty, zero-extent or non-finite meshes are skipped with a warning a
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
@@ -98,7 +99,14 @@ def load_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     try:
         if os.path.getsize(path) == 0:
             raise MeshError("empty file (0 bytes)")
-        mesh = trimesh.load(str(path), force="mesh", process=False)
+        name = str(path)
+        if name != name.encode("utf-8", "surrogateescape").decode("utf-8", "replace"):
+            # a non-UTF-8 file name, which trimesh cannot open: hand it the bytes instead
+            with open(path, "rb") as fh:
+                mesh = trimesh.load(io.BytesIO(fh.read()), file_type=Path(name).suffix.lstrip(".").lower(),
+                                    force="mesh", process=False)
+        else:
+            mesh = trimesh.load(name, force="mesh", process=False)
     except MeshError:
         raise
     except Exception as e:  # trimesh's loaders raise arbitrary exception types on bad files
@@ -113,11 +121,17 @@ def load_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(used).all():
         raise MeshError("non-finite vertex coordinates (NaN or Inf)")
     lo, hi = used.min(0), used.max(0)
-    extent = float((hi - lo).max())
+    with np.errstate(over="ignore"):
+        extent = float((hi - lo).max())
+    if not np.isfinite(extent):
+        raise MeshError("vertex coordinates too large (their extent overflows float64)")
     if not extent > 0:
         raise MeshError("zero extent (all vertices coincide)")
     verts = (verts - (lo + hi) / 2) / extent
     verts[~np.isfinite(verts).all(1)] = 0.0  # unused vertices only
+    tri = verts[faces]
+    if not np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).max() > 1e-12:
+        raise MeshError("degenerate mesh (every face has zero area)")
     return verts.astype(np.float32), faces
 
 
@@ -308,6 +322,8 @@ def convert_meshes(
                     images, packed = res
                     voxels = np.unpackbits(packed)[:VOXEL_RES ** 3].reshape((VOXEL_RES,) * 3)
                     oid = p.relative_to(root[key]).with_suffix("").as_posix()
+                    # HDF5 strings are UTF-8: keep a non-UTF-8 file name readable (\xe9) instead of failing
+                    oid = oid.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
                     writer.append(key, s, images, voxels, oid)
     finally:
         if pool is not None:

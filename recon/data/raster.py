@@ -17,7 +17,7 @@ view ring with exactly the projection of the soft rasterizer (``recon.cameras``)
 Vectorised scanline rasterization over (view, face) pairs: each pair's bounding box is split
 into rows, the covered column interval of each row is solved from the three affine edge
 functions, only covered samples are expanded (``repeat_interleave``), and the z-buffer is a
-per-sample ``scatter_reduce``. ``voxels_to_mesh`` builds the exposed faces of an
+per-sample ``scatter_reduce``. ``recon.mesh.voxels_to_mesh`` builds the exposed faces of an
 occupancy grid (our voxel axis order); ``voxel_mask_iou`` uses it to check that stored voxels
 project onto stored alpha masks.
 
@@ -35,7 +35,7 @@ import torch
 
 from recon import cameras
 
-__all__ = ["DEFAULT_LIGHT", "render_views", "voxels_to_mesh", "voxel_mask_iou"]
+__all__ = ["DEFAULT_LIGHT", "render_views", "voxel_mask_iou"]
 
 # Direction towards the light in the camera frame (x right, y up, z forward into the scene):
 # above the camera, slightly to the side, shining towards the scene.
@@ -222,49 +222,6 @@ def _pool(fine: torch.Tensor, n: int, s: int, ss: int) -> torch.Tensor:
     return cols.view(n, s, s) / float(ss * ss)
 
 
-def voxels_to_mesh(voxels, lo: float = -0.5, hi: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Exposed cube faces of an occupancy grid in our axis order (``voxels[i, j, k]`` is the cell
-    centred at world ``(x_i, y_j, z_k)``), as a closed, outward-oriented triangle soup.
-
-    Args:
-        voxels: (R, R, R) bool-like.
-    Returns:
-        verts (V, 3) float32, faces (F, 3) int64.
-    """
-    occ = np.asarray(voxels).astype(bool)
-    if occ.ndim != 3:
-        raise ValueError(f"voxels must be 3-D, got shape {occ.shape}")
-    res = np.array(occ.shape)
-    cell = (hi - lo) / res
-    pad = np.pad(occ, 1)
-    # Unit-cube quads per direction (axis, sign): corners counter-clockwise seen from outside.
-    quads = {
-        (0, -1): [(0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0)],
-        (0, 1): [(1, 0, 0), (1, 1, 0), (1, 1, 1), (1, 0, 1)],
-        (1, -1): [(0, 0, 0), (1, 0, 0), (1, 0, 1), (0, 0, 1)],
-        (1, 1): [(0, 1, 0), (0, 1, 1), (1, 1, 1), (1, 1, 0)],
-        (2, -1): [(0, 0, 0), (0, 1, 0), (1, 1, 0), (1, 0, 0)],
-        (2, 1): [(0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1)],
-    }
-    verts, faces, nv = [], [], 0
-    for (axis, sign), quad in quads.items():
-        shift = [0, 0, 0]
-        shift[axis] = sign
-        nb = pad[1 + shift[0]:pad.shape[0] - 1 + shift[0], 1 + shift[1]:pad.shape[1] - 1 + shift[1],
-                 1 + shift[2]:pad.shape[2] - 1 + shift[2]]
-        idx = np.argwhere(occ & ~nb)
-        if len(idx) == 0:
-            continue
-        corners = (idx[:, None, :] + np.array(quad)[None]) * cell + lo  # (Q, 4, 3)
-        verts.append(corners.reshape(-1, 3))
-        q = nv + 4 * np.arange(len(idx))[:, None]
-        faces.append(np.concatenate([q + [0, 1, 2], q + [0, 2, 3]], 0))
-        nv += 4 * len(idx)
-    if not verts:
-        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)
-    return np.concatenate(verts).astype(np.float32), np.concatenate(faces).astype(np.int64)
-
-
 def voxel_mask_iou(voxels, images: np.ndarray, view_ids: Sequence[int] | None = None,
                    supersample: int = 1) -> np.ndarray:
     """Silhouette agreement of an occupancy grid with stored images: render the exposed cube
@@ -279,6 +236,8 @@ def voxel_mask_iou(voxels, images: np.ndarray, view_ids: Sequence[int] | None = 
     """
     images = np.asarray(images)
     views = list(range(len(images))) if view_ids is None else list(view_ids)
+    from recon.mesh import voxels_to_mesh
+
     verts, faces = voxels_to_mesh(voxels)
     rendered = render_views(verts, faces, views, image_size=images.shape[-1], supersample=supersample,
                             cull_backfaces=True)[:, 3] > 127

@@ -137,7 +137,7 @@ def _attr(path: str, f: h5py.File, key: str, kind: type) -> object:
         if not np.isfinite(v):
             raise TypeError
         return v
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         raise _err(path, "/", f"file attribute {key!r}={value!r} is not a valid {kind.__name__}") from None
 
 
@@ -207,7 +207,29 @@ def _validate_split(path: str, grp: h5py.Group, where: str, size: int, views: in
         raise _err(path, f"{where}/object_ids", f"shape {tuple(ids.shape)}, expected ({n},) matching images")
     if ids.dtype.kind not in ("O", "S", "U"):
         raise _err(path, f"{where}/object_ids", f"dtype {ids.dtype}, expected variable-length strings")
+    for key in ("images", "voxels"):
+        _check_stored(path, grp[key], f"{where}/{key}")
     return n
+
+
+def _check_stored(path: str, ds: h5py.Dataset, where: str) -> None:
+    """Reject data that is declared but not stored (a huge declared shape, a writer killed midway):
+    HDF5 would silently read it back as zeros. Checks the last element's storage only (cheap)."""
+    if ds.size == 0:
+        return
+    if ds.chunks is None:
+        if ds.id.get_storage_size() < ds.size * ds.dtype.itemsize:
+            raise _err(path, where, f"shape {tuple(ds.shape)} is declared but its data is not stored "
+                                    f"(truncated or never written)")
+        return
+    last = tuple(dim - 1 - (dim - 1) % c for dim, c in zip(ds.shape, ds.chunks))
+    try:
+        info = ds.id.get_chunk_info_by_coord(last)
+    except (AttributeError, RuntimeError):  # HDF5 < 1.10.5 cannot tell
+        return
+    if info.byte_offset is None:
+        raise _err(path, where, f"shape {tuple(ds.shape)} is declared but the data of object {ds.shape[0] - 1} "
+                                f"is not stored (truncated or never written)")
 
 
 @contextmanager
@@ -220,6 +242,9 @@ def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     try:
         with h5py.File(tmp, "w") as f:
             yield f
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,8 +1,10 @@
 """Fused soft rasterizer kernels (C++/OpenMP and CUDA): JIT build and autograd wrapper.
 
 The sources live in ``csrc/softras/``. They are compiled on first use with
-``torch.utils.cpp_extension.load`` into ``$RECON_EXT_DIR/<name>`` (default
-``~/.cache/recon/torch_extensions/<name>``) and cached for the process. A missing compiler, nvcc
+``torch.utils.cpp_extension.load`` into ``$RECON_EXT_DIR/<name>/<key>`` (default
+``~/.cache/recon/torch_extensions/<name>/<key>``) and cached for the process. ``<key>`` hashes the
+sources, their location, the flags and the torch version, so checkouts and versions never share
+(or overwrite) a build. A missing compiler, nvcc
 or CUDA, or a failed build, raises :class:`~recon.render.base.BackendUnavailable` with the reason
 (and the compiler's error tail).
 
@@ -11,12 +13,16 @@ Same math and pair rule as :mod:`recon.render.softras_torch`, which the tests co
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from recon.render.base import BackendUnavailable
 
@@ -36,14 +42,24 @@ def extension_name(kind: str) -> str:
     return "recon_softras_cpu" if kind == "cpp" else "recon_softras_cuda"
 
 
-def build_dir(name: str) -> Path:
-    """Build directory for extension ``name`` (created): ``$RECON_EXT_DIR/<name>`` or
-    ``~/.cache/recon/torch_extensions/<name>``."""
+def build_dir(name: str, key: str = "") -> Path:
+    """Build directory for extension ``name`` (created): ``$RECON_EXT_DIR/<name>/<key>`` or
+    ``~/.cache/recon/torch_extensions/<name>/<key>``."""
     root = os.environ.get("RECON_EXT_DIR")
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "recon" / "torch_extensions"
-    path = base / name
+    path = base / name / key if key else base / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _build_key(kind: str, flags: list[str]) -> str:
+    h = hashlib.sha256()
+    for part in (torch.__version__, sys.version, os.environ.get("CXX", ""), str(_CSRC), kind, *flags):
+        h.update(part.encode() + b"\0")
+    for f in sorted(_CSRC.iterdir()):
+        if f.is_file():
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _missing_toolchain(kind: str) -> str | None:
@@ -89,7 +105,7 @@ def _build(kind: str, verbose: bool) -> ModuleType:
         extra_cuda_cflags=cuda_flags,
         extra_ldflags=["-fopenmp"],
         extra_include_paths=[str(_CSRC)],
-        build_directory=str(build_dir(name)),
+        build_directory=str(build_dir(name, _build_key(kind, cflags + cuda_flags))),
         with_cuda=kind == "cuda",
         verbose=verbose,
     )
@@ -119,10 +135,10 @@ def load_extension(kind: str = "cpp", verbose: bool = False) -> ModuleType:
         try:
             _CACHE[kind] = _build(kind, verbose)
             return _CACHE[kind]
-        except (RuntimeError, OSError, ImportError) as e:  # build or load failure
+        except (RuntimeError, OSError, ImportError, subprocess.SubprocessError) as e:  # build or load failure
             tail = str(e)[-_ERROR_TAIL:]
-            err = BackendUnavailable(f"softras {kind} kernel unavailable: building {name} in "
-                                     f"{build_dir(name)} failed:\n{tail}")
+            err = BackendUnavailable(f"softras {kind} kernel unavailable: building {name} failed "
+                                     f"(build dir from $RECON_EXT_DIR or ~/.cache/recon/torch_extensions):\n{tail}")
     _CACHE[kind] = err
     raise err
 
@@ -137,6 +153,7 @@ class _SoftSilhouette(torch.autograd.Function):
         return sil
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_sil: torch.Tensor):
         verts_ndc, faces, log_sum = ctx.saved_tensors
         grad = None

@@ -12,6 +12,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "cutoff_sq) -> grad_verts (B,V,3)",
         py::arg("grad_silhouette"), py::arg("verts"), py::arg("faces"), py::arg("log_sum"), py::arg("image_size"),
         py::arg("sigma"), py::arg("cutoff_sq"));
+  m.def("cpu_simd", &recon_softras::cpu_simd, "SIMD variant of the CPU kernel in use: 'avx2' or 'baseline'");
 #ifdef RECON_WITH_CUDA
   m.attr("with_cuda") = true;
 #else

@@ -10,9 +10,13 @@
 
 #include <ATen/ATen.h>
 
+#include <string>
 #include <vector>
 
 namespace recon_softras {
+
+// SIMD variant the CPU kernel uses here: "avx2" or "baseline".
+std::string cpu_simd();
 
 std::vector<at::Tensor> forward_cpu(const at::Tensor& verts, const at::Tensor& faces, int64_t image_size,
                                     double sigma, double cutoff_sq);
@@ -37,7 +41,8 @@ inline void check_inputs(const at::Tensor& verts, const at::Tensor& faces, int64
   TORCH_CHECK(faces.is_contiguous(), "softras: faces must be contiguous");
   TORCH_CHECK(verts.device() == faces.device(), "softras: verts (", verts.device(), ") and faces (",
               faces.device(), ") must be on the same device");
-  TORCH_CHECK(image_size > 0, "softras: image_size must be positive, got ", image_size);
+  // Pixel offsets and window indices are 32-bit in the kernels.
+  TORCH_CHECK(image_size > 0 && image_size <= 4096, "softras: image_size must be in [1, 4096], got ", image_size);
   TORCH_CHECK(sigma > 0, "softras: sigma must be positive, got ", sigma);
   TORCH_CHECK(cutoff_sq >= 0, "softras: cutoff_sq must be non-negative, got ", cutoff_sq);
   if (faces.numel() > 0) {
