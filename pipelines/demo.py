@@ -15,7 +15,7 @@ from pathlib import Path
 from pipelines.cli import console, user_errors
 
 # (iterations, batch size) per device type; the CPU budget fits ~10 minutes on 2 cores.
-BUDGETS = {"cpu": (1200, 16), "cuda": (20000, 64)}
+BUDGETS = {"cpu": (1000, 16), "cuda": (20000, 64)}
 
 
 def build_parser() -> argparse.ArgumentParser:

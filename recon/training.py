@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from dataclasses import asdict
@@ -41,7 +43,8 @@ from recon.mesh import atomic_write_bytes
 from recon.models import Reconstructor
 from recon.render import Renderer, get_renderer
 
-__all__ = ["TrainingError", "resolve_device", "schedule", "make_optimizer", "SilhouetteObjective", "Trainer", "load_model"]
+__all__ = ["TrainingError", "resolve_device", "schedule", "make_optimizer", "step_items", "SilhouetteObjective",
+           "Trainer", "load_model"]
 
 CHECKPOINT_VERSION = 1
 
@@ -474,8 +477,15 @@ class Trainer:
         dump_dir = os.environ.get("RECON_DUMP_PARAMS")
         record: list[list[int]] | None = [] if dump_dir else None
         t0, last_t, last_step = time.time(), time.time(), self.step
+        self._stop_signal = None
+        # SIGTERM (scheduler preemption, docker stop, torchrun shutting down) saves a checkpoint at the
+        # next step boundary instead of losing the steps since the last one
+        previous = (signal.signal(signal.SIGTERM, self._on_signal)
+                    if threading.current_thread() is threading.main_thread() else None)
         try:
             for batch in self._loader(record):
+                if self._any_rank(self._stop_signal is not None):
+                    self._stop()
                 out = self.train_step(batch)
                 self.step += 1
                 if out is None:
@@ -515,6 +525,8 @@ class Trainer:
                 self.save()  # the last step was skipped as non-finite: still leave a checkpoint of the end
                 self._barrier()
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             self.logger.close()
         if dump_dir:
             save_checkpoint({"rank": self.rank, "world": self.world, "step": self.step,
@@ -522,6 +534,18 @@ class Trainer:
                              "items": torch.tensor(record, dtype=torch.int64).reshape(-1, cfg.batch_size)},
                             Path(dump_dir) / f"rank{self.rank}.pt")
         return {"step": self.step, "best_val_iou": self.best_iou, "time": time.time() - t0}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stop_signal = signum
+
+    def _stop(self) -> None:
+        """Checkpoint the current step and stop (raises KeyboardInterrupt: the pipelines exit with 130)."""
+        if self._saved_step != self.step:
+            self.save()
+            self._barrier()
+        self._say(f"SIGTERM at step {self.step}: saved {self.run_dir / CKPT_DIR / f'step-{self.step:08d}.pt'}; "
+                  f"continue with --resume", "note")
+        raise KeyboardInterrupt
 
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():

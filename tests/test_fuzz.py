@@ -385,9 +385,9 @@ def test_predict_rejects_non_images_one_line_each(checkpoint: Path, tmp_path: Pa
 
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 30, 30)).save(buf, "PNG")
-    bad = {"empty.png": b"", "random.jpg": os.urandom(2000), "text.png": b"hello", "bomb.png": _png_header(10 ** 5, 10 ** 5),
-           "zero.png": _png_header(0, 0), "truncated.png": buf.getvalue()[:60], "plain.png": buf.getvalue(),
-           f"{NON_UTF8}.png": os.urandom(100)}
+    bad = {"empty.png": b"", "random.jpg": os.urandom(2000), "text.png": b"hello",
+           "bomb.png": _png_header(10 ** 5, 10 ** 5), "zero.png": _png_header(0, 0),
+           "truncated.png": buf.getvalue()[:60], "plain.png": buf.getvalue(), f"{NON_UTF8}.png": os.urandom(100)}
     for name, content in bad.items():
         (tmp_path / name).write_bytes(content)
     (tmp_path / "dir.png").mkdir()

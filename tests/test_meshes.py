@@ -74,7 +74,9 @@ def test_convert(src, tmp_path):
         info, skipped = convert_meshes(src, out, split=(0.5, 0.25, 0.25), seed=1, workers=1, progress=False)
     reasons = {p.split("/")[-1]: r for p, r in skipped}
     assert set(reasons) == {"garbage.obj", "empty.ply"}
-    assert "unreadable" in reasons["garbage.obj"] and "empty" in reasons["empty.ply"]
+    # Garbage text is either rejected by the loader or parses to nothing, depending on trimesh's
+    # optional encoding detection; both must end as a skip with a reason.
+    assert any(w in reasons["garbage.obj"] for w in ("unreadable", "empty")) and "empty" in reasons["empty.ply"]
     assert info.categories == {"03001627": "chair", "widgets": "widgets"}
     assert info.objects("train") == {"03001627": 2, "widgets": 2}
     assert info.objects("val") == {"03001627": 1, "widgets": 0}

@@ -17,7 +17,7 @@ import torch
 from recon.checkpoint import (CKPT_DIR, CheckpointError, latest_valid_checkpoint, load_checkpoint, save_checkpoint,
                               step_checkpoints)
 from recon.config import TrainConfig
-from recon.training import SilhouetteObjective, Trainer, _Logger
+from recon.training import Trainer, _Logger
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,6 +101,30 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_dataset: str, tmp_pa
     assert [s for s, *_ in _losses(killed)] == list(range(1, 5))
     assert [s for s, _ in step_checkpoints(killed)] == [4, 2]
     assert not [p for p in (killed / CKPT_DIR).iterdir() if p.name.endswith(".tmp")]
+
+
+def test_sigterm_saves_a_checkpoint_at_the_current_step(tiny_dataset: str, tmp_path: Path) -> None:
+    """Preemption (SIGTERM) costs nothing: the step in progress finishes and is checkpointed."""
+    out = tmp_path / "run"
+    cmd = _train_cmd(tiny_dataset, out, "--iterations", "50", "--val-every", "100", "--encoder", "attention")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while proc.poll() is None and _logged_steps(out) < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted"
+    ckpts = step_checkpoints(out)
+    assert len(ckpts) == 1 and 2 <= ckpts[0][0] < 50, ckpts
+    assert f"SIGTERM at step {ckpts[0][0]}" in " ".join(stdout.split())
+    assert _logged_steps(out) == ckpts[0][0]  # nothing was logged past the checkpoint
+    t = Trainer(_cfg(tiny_dataset, out, iterations=50, encoder="attention", resume=True))
+    assert t.step == ckpts[0][0]
 
 
 def test_same_seed_same_losses_step_for_step(tiny_dataset: str, tmp_path: Path) -> None:
