@@ -10,15 +10,14 @@ split into network / render / loss, and voxelization throughput. Times are measu
 from __future__ import annotations
 
 import argparse
-import json
 
 from rich.table import Table
 
-from pipelines.cli import console, user_errors
+from pipelines.cli import OneLineParser, console, user_errors
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m pipelines.bench", description=__doc__,
+    p = OneLineParser(prog="python -m pipelines.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer repeats and batches 1/16 only (a smoke run)")
     p.add_argument("--device", default="cpu", help="cpu | cuda (default: %(default)s)")

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.cli import console, make_progress, user_errors
+from pipelines.cli import OneLineParser, console, make_progress, user_errors
 from recon.compare import CompareConfig
 from recon.config import add_dataclass_args, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.compare", description=__doc__,
+    p = OneLineParser(prog="python -m pipelines.compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_args(p, CompareConfig)
     return p

@@ -12,14 +12,14 @@ import argparse
 import time
 from pathlib import Path
 
-from pipelines.cli import console, user_errors
+from pipelines.cli import OneLineParser, console, user_errors
 
 # (iterations, batch size) per device type; the CPU budget fits ~10 minutes on 2 cores.
 BUDGETS = {"cpu": (1000, 16), "cuda": (20000, 64)}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__,
+    p = OneLineParser(prog="python -m pipelines.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/synthetic.h5", help="dataset path, built if missing (default: %(default)s)")
     p.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")

@@ -12,7 +12,7 @@ import argparse
 import os
 import time
 
-from pipelines.cli import OneLineParser, console, fail, make_progress, user_errors
+from pipelines.cli import OneLineParser, console, make_progress, user_errors
 from recon.config import TrainConfig, add_dataclass_args, config_from_args
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from recon import cameras
-from recon.data.dataset import ObjectRecord, iter_objects, split_categories
+from recon.data.dataset import iter_objects, split_categories
 from recon.data.schema import validate
 from recon.losses import iou_loss
 from recon.metrics import iou_3d, mesh_vs_voxels_metrics, voxelize
