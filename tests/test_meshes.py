@@ -13,12 +13,7 @@ from recon.data.meshes import convert_meshes, find_meshes, load_mesh, split_coun
 from recon.data.raster import voxel_mask_iou
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def two_boxes() -> trimesh.Trimesh:

@@ -9,19 +9,13 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from recon.data.softras_npz import (AXIS_SPECS, NMR_AXES, NpzFormatError, NpzRowReader, apply_axes, axes_matrix,
                                     convert_softras, parse_axes, to_source_axes)
 from recon.data.synthetic import render_object
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

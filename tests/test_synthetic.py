@@ -19,13 +19,7 @@ from recon.data.synthetic import (CATEGORIES, DEFAULT_CATEGORIES, MARGIN, build_
                                   split_sizes)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small tensors: threads only add contention on shared CPUs.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------------------------
