@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from recon.mesh import atomic_path
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "step_checkpoints", "latest_valid_checkpoint",
            "resolve_checkpoint", "quarantine", "remove_stale_temps", "CKPT_DIR"]
@@ -49,18 +50,10 @@ def _fsync_dir(path: Path) -> None:
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Serialise ``state`` to ``path`` atomically and durably (temp file + fsync + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
     _fsync_dir(path.parent)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ __all__ = [
     "edges_with_opposite_vertices",
     "uniform_laplacian",
     "normalize_to_unit_cube",
+    "atomic_path",
     "atomic_write_bytes",
     "voxels_to_mesh",
 ]
@@ -30,22 +33,29 @@ __all__ = [
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "assets" / "sphere_642.obj"
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file + rename (never a half-written file)."""
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it gets normal permissions (umask) and is
+    renamed onto ``path``, on any error it is removed. Readers never see a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield Path(tmp)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file + rename (never a half-written file)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def icosphere(subdivisions: int = 3) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,7 +18,6 @@ object at a time so random view access decompresses 16 KB, not the whole object.
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import h5py
 import numpy as np
 
 from recon import cameras
+from recon.mesh import atomic_path
 
 __all__ = [
     "FORMAT",
@@ -235,20 +235,8 @@ def _check_stored(path: str, ds: h5py.Dataset, where: str) -> None:
 @contextmanager
 def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     """Open a temp HDF5 file beside ``path``; rename it onto ``path`` only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            yield f
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        yield f
 
 
 class DatasetWriter:
