@@ -6,7 +6,16 @@ DATA    ?= data/synthetic.h5
 RUN     ?= runs/demo
 TEST_ARGS ?=
 
-.PHONY: setup demo test test-all test-slow bench clean
+GPU_OUT ?= gpu_check
+# The GPU check runs in the active conda env (GPU users) when there is one, else in .venv.
+ifdef CONDA_PREFIX
+GPU_PY  ?= python
+else
+GPU_PY  ?= $(VPY)
+endif
+NVDIFFRAST_TAG ?= v0.4.0
+
+.PHONY: setup demo test test-all test-slow bench gpu-check gpu-extras gpu-bundle clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +38,23 @@ test-slow: setup
 
 bench: setup
 	$(VPY) -m pipelines.bench
+
+# CUDA machine: build, parity, CUDA tests, bench, 300-step training -> $(GPU_OUT)/gpu_check.{json,md}.
+# Without CUDA: a dry run of the CPU parts. Exit status 1 when a check fails.
+gpu-check: $(if $(filter $(VPY),$(GPU_PY)),setup)
+	PYTHONPATH=. $(GPU_PY) -m pipelines.gpucheck --out $(GPU_OUT)
+
+# After `conda env create -f environment.yml && conda activate recon`: nvdiffrast, compiled against
+# the env's torch and nvcc (its setup imports torch, hence --no-build-isolation; CPATH/LIBRARY_PATH
+# cover the conda CUDA layout that keeps headers and libraries under targets/).
+gpu-extras:
+	CPATH="$$CONDA_PREFIX/targets/x86_64-linux/include$${CPATH:+:$$CPATH}" \
+	LIBRARY_PATH="$$CONDA_PREFIX/targets/x86_64-linux/lib$${LIBRARY_PATH:+:$$LIBRARY_PATH}" \
+	  python -m pip install --no-build-isolation "git+https://github.com/NVlabs/nvdiffrast.git@$(NVDIFFRAST_TAG)"
+
+# pytest for GPU machines without it: .gpu_vendor/, used by scripts/gpu_check.sh when carried along.
+gpu-bundle: setup
+	bash scripts/gpu_bundle.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,17 +1,28 @@
-"""Shared CLI plumbing: one-line errors with exit status 2, rich console, progress bars."""
+"""Shared CLI plumbing: one-line errors with exit status 2, rich console, progress bars, the
+training progress display (``TrainProgress``) and tables printed uncut (``wide_print``).
+
+Nothing here imports torch at module level: ``pipelines.convert`` installs its signal handlers
+before the heavy imports.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-__all__ = ["console", "err_console", "fail", "print_error", "user_errors", "make_progress", "OneLineParser"]
+if TYPE_CHECKING:
+    from recon.training import Trainer
+
+__all__ = ["console", "err_console", "fail", "print_error", "user_errors", "make_progress", "OneLineParser",
+           "TrainProgress", "wide_print"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -39,15 +50,17 @@ class OneLineParser(argparse.ArgumentParser):
 
 @contextmanager
 def user_errors(*extra: type[BaseException]) -> Iterator[None]:
-    """Turn expected user-facing errors into one line + exit status 2 (no traceback)."""
+    """Turn expected user-facing errors into one line + exit status 2 (no traceback), and an interrupt
+    into ``error: interrupted (SIGINT|SIGTERM)`` + exit status 130 / 143."""
+    # lazy: these pull in torch/h5py, which pipelines.convert imports only after its signal handlers
     from recon.checkpoint import CheckpointError
     from recon.data.schema import DatasetFormatError
     from recon.render.base import BackendUnavailable
 
     try:
         yield
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+    except KeyboardInterrupt as e:  # recon.signals.Interrupted carries its signal's status: 130 SIGINT, 143 SIGTERM
+        fail(str(e) or "interrupted", getattr(e, "exit_code", 130))
     except (DatasetFormatError, CheckpointError, BackendUnavailable, ValueError, FileNotFoundError,
             PermissionError, IsADirectoryError, NotADirectoryError, *extra) as e:
         fail(str(e))
@@ -61,3 +74,51 @@ def make_progress(*fields: str, transient: bool = False) -> Progress:
     cols += [TextColumn(f"{f}={{task.fields[{f}]}}") for f in fields]
     cols += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
     return Progress(*cols, console=console, transient=transient)
+
+
+def wide_print(renderable: Any) -> None:
+    """Print a table on stdout: fitted to a terminal's width, but never cut (no ellipses) when the
+    output goes to a file or a pipe."""
+    if console.is_terminal:
+        console.print(renderable)
+    else:
+        Console(width=10_000, highlight=False).print(renderable)
+
+
+class TrainProgress:
+    """``recon.training.TrainHooks`` for a console: rank 0 prints a header line, a progress bar
+    (``loss``, ``iou_loss``, ``val_iou``, it/s) and the training's notes and warnings."""
+
+    def __init__(self) -> None:
+        self.bar: Progress | None = None
+
+    def on_start(self, t: "Trainer") -> None:
+        if not t.is_main:
+            return
+        n = t.model.num_parameters()
+        console.print(f"[bold]recon train[/] encoder={t.cfg.encoder} ({n['encoder']:,} + {n['decoder']:,} decoder = "
+                      f"{n['total']:,} parameters) backend={t.cfg.backend} impl={getattr(t.renderer, 'impl', '-')} "
+                      f"device={t.device} world={t.world} -> {escape(t.cfg.out)}")
+        self.bar = make_progress("loss", "iou_loss", "val_iou", "it_s")
+        self.task = self.bar.add_task("train", total=t.cfg.iterations, completed=t.step, loss="-", iou_loss="-",
+                                      val_iou="-", it_s="-")
+        self.last = (time.time(), t.step)
+        self.bar.start()
+
+    def on_step(self, step: int, info: dict[str, float]) -> None:
+        if self.bar is None:
+            return
+        fields = {k: f"{info[k]:.4f}" for k in ("loss", "iou_loss", "val_iou") if k in info}
+        now, (t, s) = time.time(), self.last
+        if now - t > 2:
+            fields["it_s"] = f"{(step - s) / (now - t):.2f}"
+            self.last = (now, step)
+        self.bar.update(self.task, completed=step, **fields)
+
+    def on_message(self, text: str, level: str = "") -> None:
+        console.print((f"[yellow]{level}:[/] " if level else "") + escape(text), highlight=False, soft_wrap=True)
+
+    def on_end(self, t: "Trainer", summary: dict[str, Any] | None) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

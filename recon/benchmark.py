@@ -12,7 +12,14 @@ from typing import Callable
 import torch
 
 from recon import cameras
+from recon.config import TrainConfig
 from recon.mesh import icosphere
+from recon.metrics import voxelize
+from recon.models import Reconstructor
+from recon.render import RasterSettings, get_renderer
+from recon.render.softras import IMPLS, available_impls, make_renderer
+from recon.render.softras_dense import soft_silhouette_dense
+from recon.training import SilhouetteObjective, make_optimizer, schedule
 
 __all__ = ["BenchRecord", "deformed_template", "time_fn", "bench_renderers", "bench_train_step",
            "bench_voxelize", "renderer_ratios"]
@@ -65,10 +72,6 @@ def bench_renderers(batches: tuple[int, ...] = (1, 16, 64), device: str = "cpu",
                     impls: tuple[str, ...] | None = None) -> list[BenchRecord]:
     """Forward and forward+backward time of every available softras implementation, plus the dense
     oracle at ``dense_batch`` (its per-image time is comparable to the others')."""
-    from recon.render import RasterSettings
-    from recon.render.softras import IMPLS, available_impls, make_renderer
-    from recon.render.softras_dense import soft_silhouette_dense
-
     dev = torch.device(device)
     usable = [i for i, why in available_impls(device).items() if why is None]
     if impls:
@@ -117,30 +120,31 @@ def renderer_ratios(records: list[BenchRecord]) -> dict[str, float]:
 
 
 def bench_train_step(batch: int = 64, device: str = "cpu", impl: str = "auto", encoder: str = "baseline",
-                     repeats: int = 3) -> dict[str, float]:
-    """One training step (2B images -> 4B renders) split into network, render and loss, forward and
-    backward each timed separately (the backward pass is chained by hand across the three parts).
+                     repeats: int = 3, cfg: TrainConfig | None = None) -> dict[str, float]:
+    """One training step of ``cfg`` (default: the ``TrainConfig`` defaults with ``encoder``, ``impl`` and
+    ``batch``): 2B images -> 4B renders, the real objective and optimizer at step 0 of the schedule,
+    split into network, render and loss, forward and backward each timed separately (the backward
+    pass is chained by hand across the three parts), on random 64x64 images with binary alpha.
 
     Returns:
-        milliseconds for ``network``, ``render``, ``loss``, ``optimizer``, ``total`` and ``render_fraction``.
+        milliseconds for ``network``, ``render``, ``loss``, ``optimizer``, ``total``, the ``render_fraction``
+        and the softras ``impl`` used.
     """
-    from recon.models import Reconstructor
-    from recon.render import get_renderer
-    from recon.training import SilhouetteObjective
-    from recon.losses import multiview_iou_loss
-
+    cfg = cfg or TrainConfig(encoder=encoder, impl=impl, batch_size=batch)
+    batch = cfg.batch_size
     dev = torch.device(device)
-    torch.manual_seed(0)
-    model = Reconstructor(encoder).to(dev)
-    renderer = get_renderer("softras", impl=impl, device=device)
-    obj = SilhouetteObjective(model.faces, 642, 5e-3, 5e-4).to(dev)
-    from recon.training import make_optimizer
-
-    opt = make_optimizer(model, 1e-4)
-    images = torch.rand(2 * batch, 4, 64, 64, device=dev)
-    targets = (torch.rand(2, batch, 64, 64, device=dev) > 0.5).float()
-    views = torch.randint(0, 24, (4 * batch,))
-    az = cameras.view_azimuths(views).to(dev)
+    torch.manual_seed(cfg.seed)
+    model = Reconstructor(cfg.encoder).to(dev)
+    lr, sigma = schedule(cfg, 0)
+    renderer = get_renderer(cfg.backend, sigma=sigma, impl=cfg.impl, device=device)
+    objective = SilhouetteObjective.from_config(cfg, model).to(dev)
+    opt = make_optimizer(model, lr)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2 * batch, 4, 64, 64, generator=g)
+    images[:, 3] = (images[:, 3] > 0.5).float()  # the alpha channel is the silhouette target
+    pairs = {"image_a": images[:batch].to(dev), "image_b": images[batch:].to(dev),
+             "view_a": torch.randint(0, cameras.NUM_VIEWS, (batch,), generator=g),
+             "view_b": torch.randint(0, cameras.NUM_VIEWS, (batch,), generator=g)}
     acc: dict[str, list[float]] = {k: [] for k in ("network", "render", "loss", "optimizer")}
 
     def clock() -> float:
@@ -149,15 +153,13 @@ def bench_train_step(batch: int = 64, device: str = "cpu", impl: str = "auto", e
 
     for it in range(repeats + 1):
         t0 = clock()
-        verts = model(images)
+        verts = model(torch.cat([pairs["image_a"], pairs["image_b"]]))
         t1 = clock()
         v_in = verts.detach().requires_grad_(True)
-        sil = renderer.silhouettes(torch.cat([v_in, v_in]), model.faces, az)
+        sil = objective.render(renderer, model.faces, v_in, pairs)
         t2 = clock()
         s_in = sil.detach().requires_grad_(True)
-        loss = multiview_iou_loss(s_in.split(batch), targets[0], targets[1])
-        reg = obj.lambda_lap * obj.lap(v_in).mean() + obj.lambda_flat * obj.flat(v_in).mean()
-        (loss + reg).backward()
+        objective.losses(v_in, s_in, pairs)["loss"].backward()
         t3 = clock()
         sil.backward(s_in.grad)
         t4 = clock()
@@ -175,14 +177,12 @@ def bench_train_step(batch: int = 64, device: str = "cpu", impl: str = "auto", e
     out = {k: statistics.median(v) * 1e3 for k, v in acc.items()}
     out["total"] = sum(out.values())
     out["render_fraction"] = out["render"] / out["total"]
-    out["impl"] = getattr(renderer, "impl", impl)
+    out["impl"] = getattr(renderer, "impl", cfg.impl)
     return out
 
 
 def bench_voxelize(batch: int = 64, repeats: int = 3) -> float:
     """Closed-mesh voxelization throughput at 32^3 (meshes/s) on 1280-face deformed spheres."""
-    from recon.metrics import voxelize
-
     verts, faces = deformed_template(batch, torch.device("cpu"))
     ms = time_fn(lambda: voxelize(verts, faces), torch.device("cpu"), repeats)
     return batch / (ms / 1e3)

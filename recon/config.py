@@ -1,15 +1,77 @@
-"""Dataclass configs. Every CLI flag maps 1:1 onto a field; every run saves its config."""
+"""Dataclass configs. Every CLI flag maps 1:1 onto a field (``add_dataclass_args``), every config
+checks itself (``validate()``: one-line ``ValueError`` naming the flag), every run saves its config.
+
+Field metadata: ``help`` (the flag's help), optionally ``choices`` and ``required``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence
 
-__all__ = ["TrainConfig", "add_dataclass_args", "config_from_args", "save_config", "load_config"]
+from recon import cameras
+from recon.data.dataset import split_categories
+from recon.data.schema import validate as validate_dataset
+from recon.io import atomic_write_bytes, check_output_dir
+from recon.models.encoders import ENCODERS
+from recon.render import BACKENDS
+
+__all__ = ["TrainConfig", "EvalConfig", "CompareConfig", "DemoConfig", "VIEWS_HELP", "parse_views", "add_dataclass_args", "config_from_args",
+           "save_config"]
+
+VIEWS_HELP = ("all | N (N evenly spaced views, e.g. 4 -> 0,6,12,18) | comma list of view indices "
+              "(e.g. 0,6; a single index needs a trailing comma: 5,)")
+
+
+def parse_views(spec: str | int | Sequence[int], num_views: int = cameras.NUM_VIEWS, flag: str = "--views"
+                ) -> list[int]:
+    """View indices from a view spec (see ``VIEWS_HELP``).
+
+    ``"all"`` -> every view; ``"N"`` (a bare number) -> N views evenly spaced; ``"0,6,12"`` or ``"5,"``
+    -> those views. Raises ValueError naming ``flag`` for anything else.
+    """
+    if isinstance(spec, str):
+        s = spec.strip().lower()
+        if s == "all":
+            return list(range(num_views))
+        try:
+            if "," in s:
+                views = [int(x) for x in s.split(",") if x.strip()]
+            else:
+                count = int(s)
+                if not 1 <= count <= num_views:
+                    hint = f"; for view {count} alone write '{count},'" if 0 <= count < num_views else ""
+                    raise ValueError(f"{flag} {spec}: a single number is a count of evenly spaced views and must "
+                                     f"be in [1, {num_views}]{hint}")
+                return [round(i * num_views / count) % num_views for i in range(count)]
+        except ValueError as e:
+            if str(e).startswith(flag):
+                raise
+            raise ValueError(f"{flag} {spec!r}: expected {VIEWS_HELP}") from None
+    elif isinstance(spec, int):
+        return parse_views(str(spec), num_views, flag)
+    else:
+        views = [int(v) for v in spec]
+    bad = [v for v in views if not 0 <= v < num_views]
+    if bad or not views:
+        raise ValueError(f"{flag} {spec}: view indices must be in [0, {num_views}), got {views}")
+    return views
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_common(device: str, backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r} unknown; valid backends: {', '.join(BACKENDS)}")
+    if not device.strip():
+        raise ValueError("--device must be auto, cpu, cuda or cuda:N, got an empty string")
 
 
 @dataclass
@@ -19,7 +81,7 @@ class TrainConfig:
     data: str = field(default="data/synthetic.h5", metadata={"help": "HDF5 dataset (python -m pipelines.convert)"})
     out: str = field(default="runs/run", metadata={"help": "run directory (config, metrics, checkpoints)"})
     encoder: str = field(default="baseline", metadata={"help": "baseline | resnet | attention"})
-    backend: str = field(default="softras", metadata={"help": "rendering backend: softras | kaolin | nvdiffrast"})
+    backend: str = field(default="softras", metadata={"help": "rendering backend: " + " | ".join(BACKENDS)})
     impl: str = field(default="auto", metadata={"help": "softras implementation: auto | torch | cpp | cuda"})
     iterations: int = field(default=250_000, metadata={"help": "training steps (SoftRas: 250k)"})
     batch_size: int = field(default=64, metadata={"help": "objects per step (each gives 2 images, 4 renders)"})
@@ -34,7 +96,7 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     val_every: int = field(default=1000, metadata={"help": "validate (3D IoU) and checkpoint every K steps"})
     val_objects: int = field(default=10, metadata={"help": "val objects per category for periodic validation (0 = all)"})
-    val_views: str = field(default="0,6,12,18", metadata={"help": "views used for periodic validation: all | comma list"})
+    val_views: str = field(default="0,6,12,18", metadata={"help": "views used for periodic validation: " + VIEWS_HELP})
     log_every: int = field(default=10, metadata={"help": "write a metrics.jsonl line every K steps"})
     keep: int = field(default=2, metadata={"help": "number of step checkpoints kept"})
     workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
@@ -43,33 +105,196 @@ class TrainConfig:
     tensorboard: bool = field(default=True, metadata={"help": "log to RUN/tb when tensorboard is installed"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
 
+    def validate(self) -> list[int]:
+        """``check_flags()``, then the files: ``--out`` can become a run directory, the dataset has a
+        train and a val split in every category and ``--val-views`` fits it. Everything that would
+        otherwise fail at the first validation, hours in, fails now (one line naming flag or file).
+
+        Returns:
+            the validation view indices (``val_views`` resolved against the dataset's views).
+        """
+        self.check_flags()
+        check_output_dir(self.out, "--out")
+        info = validate_dataset(self.data, require_splits=("train", "val"))
+        split_categories(info, "train")
+        return parse_views(self.val_views, info.num_views, "--val-views")
+
+    def check_flags(self) -> None:
+        """Reject nonsensical values without touching any file: one-line ValueError naming the flag."""
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"--encoder {self.encoder!r} unknown; valid encoders: {', '.join(ENCODERS)}")
+        _check_common(self.device, self.backend)
+        for name in ("iterations", "batch_size", "val_every", "log_every", "keep", "max_bad_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "sigma"):
+            v = getattr(self, name)
+            if not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"--{name} must be a positive finite number, got {v}")
+        for name in ("lambda_lap", "lambda_flat"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{_flag(name)} must be a finite number >= 0, got {v}")
+        if not 0 <= self.decay_at <= 1 or not 0 < self.decay <= 1:
+            raise ValueError(f"--decay-at must be in [0, 1] and --decay in (0, 1], got {self.decay_at}, {self.decay}")
+        if self.workers < 0 or self.threads < 0 or self.val_objects < 0:
+            raise ValueError("--workers, --threads and --val-objects must be >= 0")
+        # absurd values would exhaust memory or processes instead of failing
+        cap = max(64, 4 * (os.cpu_count() or 1))
+        for name, hi in (("batch_size", 1 << 16), ("workers", cap), ("threads", cap)):
+            if getattr(self, name) > hi:
+                raise ValueError(f"{_flag(name)} must be <= {hi}, got {getattr(self, name)}")
+        if not 0 <= self.seed < 1 << 63:
+            raise ValueError(f"--seed must be in [0, 2^63), got {self.seed}")
+        if not self.out.strip():
+            raise ValueError("--out must name a run directory, got an empty string")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings (``python -m pipelines.eval``)."""
+
+    checkpoint: str = field(default="", metadata={"help": "run directory (uses best.pt) or checkpoint file",
+                                                  "required": True})
+    data: str = field(default="data/synthetic.h5", metadata={"help": "HDF5 dataset"})
+    split: str = field(default="test", metadata={"help": "split", "choices": ("train", "val", "test")})
+    views: str = field(default="all", metadata={"help": VIEWS_HELP})
+    backend: str = field(default="softras",
+                         metadata={"help": "renderer for the silhouette loss: " + " | ".join(BACKENDS)})
+    impl: str = field(default="auto", metadata={"help": "softras implementation: auto | torch | cpp | cuda"})
+    encoder: str | None = field(default=None, metadata={"help": "expected encoder; error if the checkpoint differs"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
+    max_per_category: int | None = field(default=None,
+                                         metadata={"help": "evaluate only the first N objects per category"})
+    full_metrics: bool = field(default=True, metadata={"help": "Chamfer / F-score (--no-full-metrics: faster)"})
+    json: str | None = field(default=None, metadata={"help": "write results here (default: RUN/eval_<split>.json)"})
+    figures: int = field(default=2, metadata={"help": "Fig. 2 rows per category (0 = none)"})
+    out: str | None = field(default=None, metadata={"help": "figure/mesh directory (default: RUN/eval_<split>)"})
+
+    def validate(self) -> None:
+        """Reject bad flag values before any file is read (one-line ValueError naming the flag).
+        What needs the files (views vs the dataset, the checkpoint, writable outputs) is checked
+        by ``recon.evaluate.evaluate_run`` before it computes anything."""
+        if not self.checkpoint.strip():
+            raise ValueError("--checkpoint must name a run directory or a checkpoint file, got an empty string")
+        if self.split not in ("train", "val", "test"):
+            raise ValueError(f"--split {self.split!r}: expected train, val or test")
+        _check_common(self.device, self.backend)
+        if self.encoder is not None and self.encoder not in ENCODERS:
+            raise ValueError(f"--encoder {self.encoder!r} unknown; valid encoders: {', '.join(ENCODERS)}")
+        if self.figures < 0:
+            raise ValueError(f"--figures must be >= 0, got {self.figures}")
+        if self.max_per_category is not None and self.max_per_category < 1:
+            raise ValueError(f"--max-per-category must be >= 1, got {self.max_per_category}")
+
+
+
+@dataclass
+class CompareConfig:
+    """Encoder comparison settings (``python -m pipelines.compare``): the training settings shared by
+    every encoder (``train``; its ``encoder``, ``out`` and ``resume`` are set per run) and how the
+    runs are evaluated. The flags are this class's fields plus ``TrainConfig``'s."""
+
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"nested": True})
+    out: str = field(default="runs/compare", metadata={"help": "output directory (one run per encoder inside)"})
+    encoders: str = field(default="baseline,resnet,attention", metadata={"help": "comma-separated encoder names"})
+    split: str = field(default="test", metadata={"help": "evaluation split", "choices": ("train", "val", "test")})
+    views: str = field(default="all", metadata={"help": "evaluation views: " + VIEWS_HELP})
+    max_per_category: int = field(default=0, metadata={"help": "evaluate the first N objects per category (0 = all)"})
+    checkpoint: str = field(default="best", metadata={"help": "evaluate best.pt (by val IoU) or last.pt",
+                                                      "choices": ("best", "last")})
+    figures: int = field(default=2, metadata={"help": "Fig. 2 rows per category"})
+    full_metrics: bool = field(default=True, metadata={"help": "also compute Chamfer distance and F-score"})
+
+    def encoder_names(self) -> list[str]:
+        """``--encoders`` as a list; unknown names raise ValueError listing the valid ones."""
+        names = list(dict.fromkeys(x.strip() for x in self.encoders.split(",") if x.strip()))
+        bad = [n for n in names if n not in ENCODERS]
+        if bad or not names:
+            what = f"unknown encoder(s) {', '.join(map(repr, bad))}" if bad else "no encoder given"
+            raise ValueError(f"--encoders: {what}; valid encoders: {', '.join(ENCODERS)}")
+        return names
+
+    def train_config(self, encoder: str) -> TrainConfig:
+        """The ``TrainConfig`` of one encoder's run: ``OUT/<encoder>``, everything else shared."""
+        return dataclasses.replace(self.train, encoder=encoder, out=os.path.join(self.out, encoder), resume=False)
+
+    def validate(self) -> list[str]:
+        """Check flags, the output directory and the dataset (all before any training); return the encoders."""
+        encoders = self.encoder_names()
+        if self.split not in ("train", "val", "test"):
+            raise ValueError(f"--split {self.split!r}: expected train, val or test")
+        if self.checkpoint not in ("best", "last"):
+            raise ValueError(f"--checkpoint must be best or last, got {self.checkpoint!r}")
+        if min(self.max_per_category, self.figures) < 0:
+            raise ValueError("--max-per-category and --figures must be >= 0")
+        if not self.out.strip():
+            raise ValueError("--out must name a directory, got an empty string")
+        self.train_config(encoders[0]).check_flags()
+        check_output_dir(self.out, "--out")
+        info = validate_dataset(self.train.data, require_splits=("train", "val", self.split))
+        split_categories(info, "train")
+        parse_views(self.views, info.num_views, "--views")
+        parse_views(self.train.val_views, info.num_views, "--val-views")
+        return encoders
+
+
+@dataclass
+class DemoConfig:
+    """``make demo`` / ``python -m pipelines.demo``: build the default dataset, train, evaluate."""
+
+    data: str = field(default="data/synthetic.h5", metadata={"help": "dataset path, built if missing"})
+    out: str = field(default="runs/demo", metadata={"help": "run directory"})
+    encoder: str = field(default="baseline", metadata={"help": "baseline | resnet | attention"})
+    per_category: int = field(default=300, metadata={"help": "train objects per category when building the data "
+                                                             "(val/test: recon.data.synthetic.split_sizes)"})
+    iterations: int = field(default=0, metadata={"help": "training steps (0 = the device's demo budget)"})
+    batch_size: int = field(default=0, metadata={"help": "batch size (0 = the device's demo budget)"})
+    lr: float = field(default=5e-4, metadata={"help": "Adam learning rate for the short demo run"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
+    seed: int = field(default=0, metadata={"help": "seed of the dataset and the training"})
+
+    def validate(self) -> None:
+        """One-line ValueError naming the flag."""
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"--encoder {self.encoder!r} unknown; valid encoders: {', '.join(ENCODERS)}")
+        if self.per_category < 1:
+            raise ValueError(f"--per-category must be >= 1, got {self.per_category}")
+        if min(self.iterations, self.batch_size) < 0:
+            raise ValueError("--iterations and --batch-size must be >= 0 (0 = the demo budget)")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"--lr must be a positive finite number, got {self.lr}")
+        check_output_dir(self.out, "--out")
+
+_TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str, "float | None": float}
+
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """Add ``--field-name`` flags for every dataclass field (bools become --x / --no-x)."""
     for f in fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        help_ = f.metadata.get("help", "") + f" (default: {f.default})"
-        if f.type in (bool, "bool"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
+        meta = dict(f.metadata)
+        kwargs: dict[str, Any] = {"default": f.default}
+        if meta.get("required"):
+            kwargs = {"required": True}
+            help_ = meta.get("help", "")
         else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            parser.add_argument(flag, type=typ, default=f.default, help=help_)
+            help_ = meta.get("help", "") + f" (default: {f.default})"
+        if f.type in (bool, "bool"):
+            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, help=help_, **kwargs)
+            continue
+        typ = _TYPES.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+        if "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+        parser.add_argument(_flag(f.name), type=typ, help=help_, **kwargs)
 
 
 def config_from_args(cls: type, args: argparse.Namespace) -> Any:
+    """The ``cls`` instance of parsed flags (fields the namespace lacks keep their defaults)."""
     return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
 
 
 def save_config(cfg: Any, path: str | os.PathLike) -> None:
-    from recon.mesh import atomic_write_bytes
-
+    """``cfg`` (a dataclass) as indented JSON, written atomically."""
     atomic_write_bytes(path, (json.dumps(dataclasses.asdict(cfg), indent=2) + "\n").encode())
-
-
-def load_config(cls: type, path: str | os.PathLike) -> Any:
-    with open(path) as f:
-        raw = json.load(f)
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in raw.items() if k in known})

@@ -4,49 +4,45 @@ F-score); average per category, then the unweighted mean over categories.
 
 Two reference rows come with it: the template sphere (the decoder's zero output) and the
 category-mean shape (mean train voxels of the category thresholded at 0.5).
+
+Every row of a result table has one shape::
+
+    row = {"mean_iou": float, "mean_loss": float | None,
+           "per_category": {name: {"iou": float, "loss": ..., "chamfer": ..., "fscore": ..., "n": int}}}
+
+(reference rows: ``mean_loss`` None, ``per_category`` entries ``{"iou", "n"}`` with ``n`` objects).
+``evaluate_run(EvalConfig)`` is the whole of ``python -m pipelines.eval`` and returns the eval
+record: a row plus ``mean_chamfer, mean_fscore, checkpoint, encoder, parameters, step, split, views,
+backend, seconds, outputs`` and ``baselines: {"template": row, "mean_shape": row}``.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import h5py
 import numpy as np
 import torch
 
 from recon import cameras
+from recon.config import EvalConfig, parse_views
 from recon.data.dataset import iter_objects, split_categories
 from recon.data.schema import validate
+from recon.distributed import resolve_device
+from recon.io import check_output_dir, check_output_file, check_writable_file, write_json
 from recon.losses import iou_loss
 from recon.metrics import iou_3d, mesh_vs_voxels_metrics, voxelize
+from recon.render import get_renderer
 from recon.render.base import Renderer
+from recon.report import figure_predictions, save_prediction_meshes, viewer_items, write_viewer_page
+from recon.runs import load_model, lock_holder, resolve_checkpoint, run_dir_of
 
-__all__ = ["parse_views", "EvalResult", "Prediction", "evaluate", "mean_shape_iou", "template_iou"]
-
-
-def parse_views(spec: str | int | Sequence[int], num_views: int = cameras.NUM_VIEWS) -> list[int]:
-    """``"all"`` -> every view; ``"N"`` (an int) -> N views evenly spaced; ``"0,6,12"`` -> those views."""
-    if isinstance(spec, str):
-        s = spec.strip().lower()
-        if s == "all":
-            return list(range(num_views))
-        if "," in s:
-            views = [int(x) for x in s.split(",") if x.strip()]
-        else:
-            spec = int(s)
-            if not 1 <= spec <= num_views:
-                raise ValueError(f"--views N must be in [1, {num_views}], got {spec}")
-            return [round(i * num_views / spec) % num_views for i in range(spec)]
-    elif isinstance(spec, int):
-        return parse_views(str(spec), num_views)
-    else:
-        views = [int(v) for v in spec]
-    bad = [v for v in views if not 0 <= v < num_views]
-    if bad or not views:
-        raise ValueError(f"views must be in [0, {num_views}), got {views}")
-    return views
+__all__ = ["parse_views", "EvalResult", "Prediction", "evaluate", "template_row", "mean_shape_row", "reference_rows",
+           "eval_record", "evaluate_run"]
 
 
 @dataclass
@@ -143,23 +139,31 @@ def _gt_voxels(data: str | os.PathLike, split: str, key: str, max_per_category: 
         return torch.from_numpy(np.asarray(ds[:n]).astype(bool))
 
 
-def template_iou(template_verts: torch.Tensor, faces: torch.Tensor, data: str | os.PathLike, split: str = "test",
-                 max_per_category: int | None = None, categories: Sequence[str] | None = None) -> dict[str, float]:
-    """IoU of the (untrained) template mesh with every object, per category name."""
+def _row(per_category: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A result-table row: unweighted mean IoU over categories, no silhouette loss."""
+    return {"mean_iou": float(np.mean([m["iou"] for m in per_category.values()])) if per_category else float("nan"),
+            "mean_loss": None, "per_category": per_category}
+
+
+def template_row(template_verts: torch.Tensor, faces: torch.Tensor, data: str | os.PathLike, split: str = "test",
+                 max_per_category: int | None = None, categories: Sequence[str] | None = None) -> dict[str, Any]:
+    """Reference row of the (untrained) template mesh ``template_verts`` (V, 3): its IoU with every
+    object of ``split`` (``n`` = objects per category)."""
     info = validate(data, require_splits=(split,))
     occ = voxelize(template_verts[None].float().cpu(), faces.cpu())[0]
-    out = {}
+    per = {}
     for key in split_categories(info, split, categories):
         gt = _gt_voxels(data, split, key, max_per_category)
-        out[info.categories[key]] = float(iou_3d(occ[None].expand_as(gt), gt).mean())
-    return out
+        per[info.categories[key]] = {"iou": float(iou_3d(occ[None].expand_as(gt), gt).mean()), "n": len(gt)}
+    return _row(per)
 
 
-def mean_shape_iou(data: str | os.PathLike, split: str = "test", max_per_category: int | None = None,
-                   categories: Sequence[str] | None = None) -> dict[str, float]:
-    """IoU of the category-mean shape (mean train voxels > 0.5) with every object of ``split``."""
+def mean_shape_row(data: str | os.PathLike, split: str = "test", max_per_category: int | None = None,
+                   categories: Sequence[str] | None = None) -> dict[str, Any]:
+    """Reference row of the category-mean shape (mean train voxels > 0.5): its IoU with every object
+    of ``split`` (``n`` = objects per category)."""
     info = validate(data, require_splits=("train", split))
-    out = {}
+    per = {}
     for key in split_categories(info, split, categories):
         with h5py.File(data, "r") as f:
             ds = f[key]["train"]["voxels"]
@@ -168,5 +172,102 @@ def mean_shape_iou(data: str | os.PathLike, split: str = "test", max_per_categor
                 total += np.asarray(ds[start:start + 256], dtype=np.float64).sum(0)
             mean = torch.from_numpy(total / max(ds.shape[0], 1) > 0.5)
         gt = _gt_voxels(data, split, key, max_per_category)
-        out[info.categories[key]] = float(iou_3d(mean[None].expand_as(gt), gt).mean())
-    return out
+        per[info.categories[key]] = {"iou": float(iou_3d(mean[None].expand_as(gt), gt).mean()), "n": len(gt)}
+    return _row(per)
+
+
+def reference_rows(model: torch.nn.Module, data: str | os.PathLike, split: str = "test",
+                   max_per_category: int | None = None, categories: Sequence[str] | None = None
+                   ) -> dict[str, dict[str, Any]]:
+    """``{"template": row, "mean_shape": row}``: what a model must beat (``model.decoder``'s template)."""
+    faces = model.faces.detach().cpu()
+    return {"template": template_row(model.decoder.template_mesh().detach().cpu(), faces, data, split,
+                                     max_per_category, categories),
+            "mean_shape": mean_shape_row(data, split, max_per_category, categories)}
+
+
+def eval_record(result: EvalResult, baselines: dict[str, dict[str, Any]],
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The eval JSON: a row (``per_category {name: {loss, iou, chamfer, fscore, n}}``, ``mean_loss``,
+    ``mean_iou``) plus ``mean_chamfer``, ``mean_fscore``, ``baselines {name: row}`` and ``extra``."""
+    rec = {"per_category": result.per_category, "mean_loss": result.mean_loss, "mean_iou": result.mean_iou,
+           "mean_chamfer": result.mean("chamfer"), "mean_fscore": result.mean("fscore"), "baselines": baselines}
+    rec.update(extra or {})
+    return rec
+
+
+def _outputs(cfg: EvalConfig, run_dir: Path) -> tuple[Path, Path | None]:
+    """(JSON path, figure directory or None) of an evaluation, checked writable before any work."""
+    json_path = Path(cfg.json) if cfg.json else run_dir / f"eval_{cfg.split}.json"
+    flag = "--json" if cfg.json else "--json (default)"
+    if json_path.is_dir():
+        raise ValueError(f"{flag} {json_path}: is a directory, expected a file path")
+    check_writable_file(json_path, flag)
+    if not cfg.figures:
+        return json_path, None
+    fig_dir = Path(cfg.out) if cfg.out else run_dir / f"eval_{cfg.split}"
+    flag = "--out" if cfg.out else "--out (default)"
+    check_output_dir(fig_dir, flag)
+    check_output_file(fig_dir / "predictions.png", flag)
+    check_output_file(fig_dir / "index.html", flag)
+    check_output_dir(fig_dir / "meshes", flag)
+    return json_path, fig_dir
+
+
+def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = None,
+                 note: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Everything ``python -m pipelines.eval`` does: check the flags, the checkpoint, the dataset and
+    that the outputs can be written (all before computing), evaluate, add the reference rows, write
+    the JSON and the figures.
+
+    Args:
+        progress: ``progress(done, total)`` objects, after each object.
+        note: receives one-line remarks (what is evaluated; a run that a training is still writing).
+    Returns:
+        The eval record (see ``eval_record``) with ``checkpoint, encoder, parameters (encoder, decoder,
+        total), step, split, views, backend, seconds`` and ``outputs {json, figures, meshes, viewer}`` (paths
+        written, None when not).
+    """
+    cfg.validate()
+    say = note or (lambda text: None)
+    device = resolve_device(cfg.device)
+    ckpt = resolve_checkpoint(cfg.checkpoint)
+    info = validate(cfg.data, require_splits=("train", cfg.split))  # train: the mean-shape reference row
+    views = parse_views(cfg.views, info.num_views, "--views")
+    run_dir = run_dir_of(ckpt)
+    json_path, fig_dir = _outputs(cfg, run_dir)
+    model, state = load_model(ckpt, device, encoder=cfg.encoder)
+    renderer = get_renderer(cfg.backend, image_size=info.image_size, device=str(device), impl=cfg.impl)
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        say(f"note: {run_dir} is being written by a training (PID {holder}); evaluating {ckpt.name} as it is now")
+    encoder = state["config"].get("encoder")
+    total = sum(min(n, cfg.max_per_category or n) for n in info.objects(cfg.split).values())
+    say(f"recon eval {ckpt} (encoder={encoder}, step {state['step']}) on {cfg.data}:{cfg.split}, "
+        f"{total} objects x {len(views)} views, backend={cfg.backend}")
+    done = [0]
+
+    def advance(k: int) -> None:
+        done[0] += k
+        if progress is not None:
+            progress(done[0], total)
+
+    t0 = time.time()
+    result = evaluate(model, renderer, cfg.data, cfg.split, views=views, max_per_category=cfg.max_per_category,
+                      device=device, full_metrics=cfg.full_metrics, keep_predictions=cfg.figures, progress=advance)
+    baselines = reference_rows(model, cfg.data, cfg.split, cfg.max_per_category)
+    outputs: dict[str, str | None] = {"json": str(json_path), "figures": None, "meshes": None, "viewer": None}
+    record = eval_record(result, baselines, extra={
+        "checkpoint": str(ckpt), "encoder": encoder, "parameters": model.num_parameters(), "step": state["step"],
+        "split": cfg.split, "views": views, "backend": cfg.backend, "seconds": time.time() - t0, "outputs": outputs})
+    if result.predictions and fig_dir is not None:
+        faces = model.faces.cpu()
+        figure_predictions(result.predictions, faces, fig_dir / "predictions.png",
+                           title=f"{encoder}: input, prediction from 3 views, GT voxels")
+        save_prediction_meshes(result.predictions, faces, fig_dir / "meshes")
+        items = viewer_items(result.predictions, faces, mesh_dir=fig_dir / "meshes", page_dir=fig_dir)
+        write_viewer_page(items, fig_dir / "index.html", f"{encoder} on {cfg.split}: predictions")
+        outputs.update(figures=str(fig_dir / "predictions.png"), meshes=str(fig_dir / "meshes"),
+                       viewer=str(fig_dir / "index.html"))
+    write_json(record, json_path)
+    return record

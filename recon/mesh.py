@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
+
+from recon.io import atomic_write_bytes
 
 __all__ = [
     "TEMPLATE_PATH",
@@ -24,38 +23,10 @@ __all__ = [
     "save_obj",
     "edges_with_opposite_vertices",
     "uniform_laplacian",
-    "normalize_to_unit_cube",
-    "atomic_path",
-    "atomic_write_bytes",
     "voxels_to_mesh",
 ]
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "assets" / "sphere_642.obj"
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success it gets normal permissions (umask) and is
-    renamed onto ``path``, on any error it is removed. Readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file + rename (never a half-written file)."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def icosphere(subdivisions: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,28 +151,6 @@ def uniform_laplacian(num_verts: int, faces: torch.Tensor) -> torch.Tensor:
         adj[faces[:, j], faces[:, i]] = 1.0
     deg = adj.sum(1, keepdim=True).clamp_min(1.0)
     return adj / deg - torch.eye(num_verts)
-
-
-def normalize_to_unit_cube(verts: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
-    """Centre the bounding box at the origin and scale its longest side to ``1 - margin``
-    (ShapeNet style: the object fits in ``[-0.5, 0.5]^3``).
-
-    Args:
-        verts: (V, 3).
-    Returns:
-        (V, 3) normalised vertices.
-    Raises:
-        ValueError: for empty, non-finite or zero-extent vertex sets.
-    """
-    if verts.numel() == 0:
-        raise ValueError("cannot normalise an empty vertex set")
-    if not torch.isfinite(verts).all():
-        raise ValueError("vertices contain NaN or Inf")
-    lo, hi = verts.min(0).values, verts.max(0).values
-    extent = (hi - lo).max()
-    if extent <= 0:
-        raise ValueError("mesh has zero extent")
-    return (verts - (lo + hi) / 2) * ((1.0 - margin) / extent)
 
 
 def voxels_to_mesh(voxels: torch.Tensor, lo: float = -0.5, hi: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:

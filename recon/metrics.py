@@ -13,7 +13,6 @@ Two ways to fill a mesh:
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 
@@ -28,7 +27,6 @@ __all__ = [
     "chamfer_distance",
     "fscore",
     "mesh_vs_voxels_metrics",
-    "voxelize_throughput",
 ]
 
 
@@ -411,24 +409,3 @@ def mesh_vs_voxels_metrics(verts: torch.Tensor, faces: torch.Tensor, gt_voxels: 
             continue
         chamfer[b], fs[b] = _chamfer_and_fscore(pts.detach().cpu().float(), ref.float(), fscore_threshold)
     return {"iou": iou, "chamfer": chamfer, "fscore": fs}
-
-
-def voxelize_throughput(batch: int = 64, repeats: int = 3, resolution: int = 32, seed: int = 0) -> float:
-    """Measured ``voxelize`` speed on randomly deformed 642-vertex icospheres.
-
-    Returns:
-        Meshes per second (best of ``repeats`` runs over one batch).
-    """
-    from recon.mesh import icosphere
-
-    v, f = icosphere(3)
-    g = torch.Generator().manual_seed(seed)
-    radius = 0.4 * (1 + 0.15 * torch.rand(batch, v.shape[0], 1, generator=g))
-    verts = v[None] * radius
-    voxelize(verts[:1], f, resolution)  # warm-up
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        voxelize(verts, f, resolution)
-        best = min(best, time.perf_counter() - t0)
-    return batch / best

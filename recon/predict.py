@@ -1,30 +1,57 @@
-"""Single-image inference: a user image -> a mesh (.obj) and a turntable PNG strip."""
+"""Single-image inference: a user image -> a mesh (.obj) and a turntable PNG strip.
+
+Images are framed like the model's training images (``recon.data.image_io``). What that framing
+is comes from the training data: the checkpoint's config names its dataset file (``data``), whose
+camera (``recon.cameras``, stored as file attributes) set how much of the frame each object
+fills. ``training_fills`` measures those fills on the file's train split; when the file is not
+at that path (a checkpoint copied to another machine), the statistics measured once on the
+embedded synthetic dataset are used: every dataset this project writes uses the same SoftRas
+camera, so they differ only by how the objects' shapes differ.
+
+The model's input size is the SoftRas 64 x 64 (``recon.cameras.IMAGE_SIZE``), the size
+``recon.runs.load_model`` builds every model at; user images of any size are resampled to it.
+"""
 
 from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
+import h5py
 import numpy as np
 import torch
+from PIL import Image
 
-from recon.data.image_io import FILL, prepare_image
-from recon.mesh import atomic_write_bytes, save_obj
+from recon.cameras import IMAGE_SIZE
+from recon.data.image_io import EMBEDDED_FILLS, FillStats, Framing, ImageError, prepare_image
+from recon.data.schema import DatasetFormatError, validate
+from recon.distributed import resolve_device
+from recon.io import atomic_write_bytes
+from recon.mesh import save_obj
 from recon.report import render_mesh_rgb
+from recon.runs import load_model, resolve_checkpoint
 
-__all__ = ["TURNTABLE_VIEWS", "PredictOutput", "output_names", "turntable_png", "predict_file"]
+__all__ = ["TURNTABLE_VIEWS", "FILL_SAMPLE_OBJECTS", "PredictOutput", "Predictor", "output_names", "training_fills",
+           "turntable_png"]
 
 TURNTABLE_VIEWS = (0, 3, 6, 9, 12, 15, 18, 21)  # every 45 degrees of azimuth, elevation 30
+FILL_SAMPLE_OBJECTS = 16  # objects per category (all their views) measured by training_fills
 
 
 @dataclass(frozen=True)
 class PredictOutput:
+    """What one image gave: the files written, the mesh (``verts (V, 3)``, CPU) and how the image
+    was read (``used_alpha``) and framed (``framing``: as-is | centred, ``fill`` of the frame)."""
+
     obj: Path
     turntable: Path
+    verts: torch.Tensor
     used_alpha: bool
+    framing: str
+    fill: float
 
 
 def output_names(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -39,10 +66,30 @@ def output_names(paths: Sequence[str | os.PathLike]) -> list[str]:
     return names
 
 
+def training_fills(config: dict[str, Any]) -> FillStats:
+    """Fill statistics of a checkpoint's training images (``FillStats.measure`` on all views of the
+    first ``FILL_SAMPLE_OBJECTS`` train objects of each category of ``config["data"]``), or
+    ``EMBEDDED_FILLS`` (its ``source`` saying why) when that file is missing or unusable."""
+    data = config.get("data")
+    if not isinstance(data, str) or not data:
+        return replace(EMBEDDED_FILLS, source=f"{EMBEDDED_FILLS.source} (the checkpoint names no dataset)")
+    if not os.path.isfile(data):
+        return replace(EMBEDDED_FILLS, source=f"{EMBEDDED_FILLS.source} (the training data {data} is not here)")
+    try:
+        info = validate(data)
+        with h5py.File(data, "r") as f:
+            alphas = [f[key]["train"]["images"][:FILL_SAMPLE_OBJECTS, :, 3] for key in info.categories
+                      if "train" in f[key]]
+        if not alphas:
+            raise DatasetFormatError(f"{data}: no train split")
+        stack = np.concatenate([a.reshape(-1, info.image_size, info.image_size) for a in alphas])
+        return FillStats.measure(stack, source=f"{data} (train split)")
+    except (DatasetFormatError, OSError, KeyError, ValueError) as e:
+        return replace(EMBEDDED_FILLS, source=f"{EMBEDDED_FILLS.source} (the training data is unusable: {e})")
+
+
 def _tile(img: np.ndarray, size: int) -> np.ndarray:
     """(H, W, 3|4) uint8 -> (size, size, 3) on white, aspect kept, centred."""
-    from PIL import Image
-
     im = Image.fromarray(img)
     if im.mode == "RGBA":
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -65,8 +112,6 @@ def turntable_png(original: np.ndarray, model_input: torch.Tensor, verts: torch.
         original: (H, W, 4) uint8 RGBA as read. model_input: (4, S, S) premultiplied RGBA in [0, 1].
         verts: (V, 3); faces: (F, 3).
     """
-    from PIL import Image
-
     a = model_input[3:4].clamp(0, 1)
     on_white = (model_input[:3] + (1 - a)).clamp(0, 1)  # premultiplied RGB over white
     inp = (on_white.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -77,21 +122,66 @@ def turntable_png(original: np.ndarray, model_input: torch.Tensor, verts: torch.
     return buf.getvalue()
 
 
-@torch.no_grad()
-def predict_file(model: torch.nn.Module, path: str | os.PathLike, out_dir: str | os.PathLike, name: str,
-                 size: int = 64, fill: float = FILL, device: torch.device | str = "cpu") -> PredictOutput:
-    """Reconstruct the object in one image file; write ``out_dir/name.obj`` and
-    ``out_dir/name_turntable.png`` (both atomically, and only once both are computed).
+class Predictor:
+    """A reconstructor in eval mode and the framing of its training images.
 
-    Raises:
-        recon.data.image_io.ImageError: the file cannot be used (missing, not an image, no object).
+    Args:
+        model: ``forward((B, 4, S, S)) -> (B, V, 3)`` with ``faces (F, 3)``.
+        fills: the training images' fills (``training_fills``).
+        image_size: the model's input size S.
     """
-    prepared = prepare_image(path, size=size, fill=fill)
-    verts = model(prepared.image[None].to(device))[0].cpu()
-    faces = model.faces.cpu()
-    png = turntable_png(prepared.original, prepared.image, verts, faces)
-    out = Path(out_dir)
-    obj_path, png_path = out / f"{name}.obj", out / f"{name}_turntable.png"
-    save_obj(obj_path, verts, faces)
-    atomic_write_bytes(png_path, png)
-    return PredictOutput(obj_path, png_path, prepared.used_alpha)
+
+    def __init__(self, model: torch.nn.Module, fills: FillStats = EMBEDDED_FILLS, device: torch.device | str = "cpu",
+                 image_size: int = IMAGE_SIZE, description: str = ""):
+        self.model = model
+        self.fills = fills
+        self.device = torch.device(device)
+        self.image_size = image_size
+        self.description = description
+
+    @classmethod
+    def load(cls, checkpoint: str | os.PathLike, device: str = "auto") -> "Predictor":
+        """From a checkpoint file or run directory (``best.pt``) and a ``--device`` spec.
+
+        Raises:
+            CheckpointError: no usable checkpoint; ValueError: bad device.
+        """
+        dev = resolve_device(device)
+        path = resolve_checkpoint(checkpoint)
+        model, state = load_model(path, dev)
+        fills = training_fills(state["config"])
+        description = (f"{path} (encoder={state['config'].get('encoder')}, step {state['step']}); framing: "
+                       f"training objects fill {fills.low:.0%}-{fills.high:.0%} of the frame "
+                       f"(median {fills.median:.0%}; measured on {fills.source})")
+        return cls(model, fills, dev, IMAGE_SIZE, description)
+
+    @torch.no_grad()
+    def predict_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, name: str,
+                     framing: Framing = Framing()) -> PredictOutput:
+        """Reconstruct the object in one image file; write ``out_dir/name.obj`` and
+        ``out_dir/name_turntable.png`` (both atomically, and only once both are computed).
+
+        Raises:
+            ImageError: the file cannot be used (missing, not an image, no object).
+            OSError: the outputs cannot be written.
+        """
+        prepared = prepare_image(path, self.image_size, framing, self.fills)
+        verts = self.model(prepared.image[None].to(self.device))[0].cpu()
+        faces = self.model.faces.cpu()
+        png = turntable_png(prepared.original, prepared.image, verts, faces)
+        out = Path(out_dir)
+        obj_path, png_path = out / f"{name}.obj", out / f"{name}_turntable.png"
+        save_obj(obj_path, verts, faces)
+        atomic_write_bytes(png_path, png)
+        return PredictOutput(obj_path, png_path, verts, prepared.used_alpha, prepared.framing, prepared.fill)
+
+    def predict_files(self, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                      framing: Framing = Framing()) -> Iterator[tuple[str | os.PathLike, PredictOutput | ImageError]]:
+        """``predict_file`` for each path (outputs named by ``output_names``), yielding
+        ``(path, output)`` or ``(path, ImageError)`` for a file that cannot be used; an ``OSError``
+        writing outputs ends the iteration (raised)."""
+        for path, name in zip(paths, output_names(paths)):
+            try:
+                yield path, self.predict_file(path, out_dir, name, framing)
+            except ImageError as e:
+                yield path, e

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -80,7 +81,10 @@ def test_outputs_and_table_json(compared) -> None:
         assert f"--encoder {name}" in data["commands"]["train"][name]
     assert data["encoders"]["resnet"]["parameters"]["total"] != data["encoders"]["attention"]["parameters"]["total"]
     for b in ("template", "mean_shape"):
-        assert 0 <= data["baselines"][b]["iou"] <= 1 and set(data["baselines"][b]["per_category"]) == {"chair", "table"}
+        row = data["baselines"][b]  # the same row shape as an encoder's
+        assert 0 <= row["mean_iou"] <= 1 and row["mean_loss"] is None
+        assert set(row["per_category"]) == {"chair", "table"}
+        assert all(0 <= m["iou"] <= 1 for m in row["per_category"].values())
     assert data["commands"]["compare"].startswith("python -m pipelines.compare --data ")
     assert (out / "curves.png").stat().st_size > 1000
     md = (out / "table.md").read_text()
@@ -93,7 +97,8 @@ def test_report_html_images_and_numbers_match_table_json(compared) -> None:
     data = json.loads((out / "table.json").read_text())
     report = _Report()
     report.feed((out / "report.html").read_text())
-    assert len(report.srcs) == 1 + len(ENCODERS)  # curves + one Fig. 2 per encoder
+    # curves + one Fig. 2 per encoder + the input image of every 3D viewer card (1 per category and encoder)
+    assert len(report.srcs) == 1 + len(ENCODERS) + 2 * len(ENCODERS)
     for src in report.srcs:
         if src.startswith("data:"):
             assert src.startswith("data:image/png;base64,")
@@ -103,7 +108,8 @@ def test_report_html_images_and_numbers_match_table_json(compared) -> None:
     expected = {f"encoders.{e}.{k}" for e in ENCODERS
                 for k in ("mean_loss", "mean_iou", "steps", "train_time_s", "parameters.total")}
     expected |= {f"encoders.{e}.per_category.{c}.iou" for e in ENCODERS for c in ("chair", "table")}
-    expected |= {f"baselines.{b}.iou" for b in ("template", "mean_shape")}
+    expected |= {f"baselines.{b}.{k}" for b in ("template", "mean_shape")
+                 for k in ("mean_iou", "per_category.chair.iou", "per_category.table.iou")}
     assert expected <= set(report.cells)
     for key, text in report.cells.items():
         value = _lookup(data, key)
@@ -111,6 +117,8 @@ def test_report_html_images_and_numbers_match_table_json(compared) -> None:
         decimals = len(shown.split(".")[1]) if "." in shown else 0
         assert abs(float(shown) - value) <= 0.5 * 10 ** -decimals + 1e-12, (key, text, value)
     html = (out / "report.html").read_text()
+    assert "Predictions in 3D" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # nothing loaded from the network
     assert "python -m pipelines.compare" in html and "python -m pipelines.train" in html
 
 
@@ -147,3 +155,14 @@ def test_unknown_encoder_and_mismatched_run_are_one_line_errors(compared, tiny_d
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "seed=0" in err[0] and "another --out" in err[0]
+
+
+def test_table_printed_to_a_file_is_not_cut_to_80_columns(compared, tiny_dataset: str, capsys) -> None:
+    """Issue 14: with stdout redirected, rich used to cut the table to 80 columns with ellipses."""
+    from pipelines import compare
+
+    out, _ = compared
+    compare.main(_argv(tiny_dataset, out))  # reuses both runs
+    printed = capsys.readouterr().out
+    assert "…" not in printed
+    assert "parameters (encoder)" in printed and "IoU table" in printed and "category-mean shape" in printed

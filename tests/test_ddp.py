@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from recon.checkpoint import CKPT_DIR, load_checkpoint, step_checkpoints
+from recon.checkpoint import load_checkpoint
+from recon.runs import CKPT_DIR, step_checkpoints
 from recon.training import step_items
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,13 +21,15 @@ BATCH, WORLD = 2, 2
 
 
 def _torchrun(data: str, out: Path, dump: Path, iterations: int, *extra: str) -> subprocess.CompletedProcess:
+    # tests/ddp_worker.py is pipelines.train plus a record of each rank's items and final parameters
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
-           "-m", "pipelines.train", "--data", data, "--out", str(out), "--iterations", str(iterations),
+           str(REPO / "tests" / "ddp_worker.py"), str(dump), "--data", data, "--out", str(out),
+           "--iterations", str(iterations),
            "--batch-size", str(BATCH), "--val-every", "4", "--val-objects", "1", "--val-views", "1",
            "--log-every", "1", "--device", "cpu", "--no-tensorboard", "--threads", "1", "--seed", "1",
            "--decay-at", "1", "--encoder", "attention", *extra]
     # decay-at 1: the schedule does not depend on --iterations; attention: the smallest encoder (fast)
-    env = {**os.environ, "RECON_DUMP_PARAMS": str(dump), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc

@@ -3,6 +3,9 @@ parts, and voxel/alpha consistency of the converted objects."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -166,3 +169,55 @@ def test_occupancy_closed_open_and_overlapping():
     want = (parts[0] | parts[1] | parts[2] | parts[3]).numpy()
     assert parts[2].sum() > 0 and parts[3].sum() > 0
     np.testing.assert_array_equal(got, want)
+
+
+# -- folders that cannot be used: one line naming the folder ------------------------------------
+
+NON_UTF8 = os.fsdecode(b"caf\xe9")  # a Latin-1 folder name: not valid UTF-8 (HDF5 group names must be)
+
+
+@pytest.mark.parametrize("layout", ["category", "flat"])
+def test_non_utf8_folder_name_is_named(tmp_path, layout):
+    src = tmp_path / "src"
+    folder = src / NON_UTF8 if layout == "category" else tmp_path / NON_UTF8
+    folder.mkdir(parents=True)
+    trimesh.creation.box(extents=(1.0, 2.0, 0.5)).export(folder / "box.obj")
+    out = tmp_path / "out.h5"
+    with pytest.raises(ValueError) as e:
+        convert_meshes(src if layout == "category" else folder, out, workers=1, progress=False)
+    message = str(e.value)
+    assert message.startswith(os.fsencode(folder).decode("utf-8", "backslashreplace")), message
+    assert "caf\\xe9: folder name is not valid UTF-8" in message and message.encode("utf-8")  # printable
+    assert not out.exists()
+
+
+def _scandir_refusing(monkeypatch, blocked: Path) -> None:
+    """``os.scandir`` as on a folder without read permission (tests run as root, where chmod blocks nothing)."""
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == blocked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+@pytest.mark.parametrize("which", ["source", "category", "subfolder"])
+def test_unreadable_folder_is_named(src, tmp_path, monkeypatch, which):
+    blocked = {"source": src, "category": src / "widgets", "subfolder": src / "03001627" / "sub"}[which]
+    _scandir_refusing(monkeypatch, blocked)
+    with pytest.raises(PermissionError, match=f"^{blocked}: folder is not readable"):
+        find_meshes(src)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="root reads any folder whatever its permissions (test_unreadable_folder_is_named simulates)")
+def test_unreadable_folder_for_real(src, tmp_path):
+    blocked = src / "widgets"
+    blocked.chmod(0)
+    try:
+        with pytest.raises(PermissionError, match="widgets: folder is not readable"):
+            convert_meshes(src, tmp_path / "out.h5", workers=1, progress=False)
+    finally:
+        blocked.chmod(0o755)

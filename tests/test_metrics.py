@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from recon.benchmark import bench_voxelize
 from recon.mesh import icosphere
 from recon.metrics import (
     chamfer_distance,
@@ -18,7 +19,6 @@ from recon.metrics import (
     surface_points_from_voxels,
     voxel_centers,
     voxelize,
-    voxelize_throughput,
     winding_number,
     winding_occupancy,
 )
@@ -226,5 +226,5 @@ def test_mesh_vs_voxels_metrics():
     assert empty["iou"].item() == 0.0 and math.isnan(empty["chamfer"].item())
 
 
-def test_voxelize_throughput_returns_rate():
-    assert voxelize_throughput(batch=4, repeats=1) > 0
+def test_bench_voxelize_returns_rate():
+    assert bench_voxelize(batch=4, repeats=1) > 0

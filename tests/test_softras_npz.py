@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from recon.data.softras_npz import (AXIS_SPECS, NMR_AXES, NpzFormatError, NpzRowReader, apply_axes, axes_matrix,
-                                    convert_softras, parse_axes, to_source_axes)
+from recon.data.softras_npz import NpzFormatError, NpzRowReader, convert_softras
+from recon.data.voxel_axes import AXIS_SPECS, NMR_AXES, apply_axes, axes_matrix, parse_axes, to_source_axes
 from recon.data.synthetic import render_object
 
 

@@ -16,7 +16,7 @@ from recon.data.raster import render_views, voxel_mask_iou
 from recon.mesh import voxels_to_mesh
 from recon.data.schema import validate
 from recon.data.synthetic import (CATEGORIES, DEFAULT_CATEGORIES, MARGIN, build_synthetic, make_object, make_parts,
-                                  split_sizes)
+                                  resolve_categories, split_sizes)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -200,5 +200,8 @@ def test_split_sizes():
     for bad in ((1, 2), {"dev": 3}, (0, 0, 0), (-1, 2, 2)):
         with pytest.raises(ValueError):
             split_sizes(bad)
-    with pytest.raises(ValueError, match="unknown synthetic category"):
+    assert split_sizes(10, val=0) == {"train": 10, "val": 0, "test": 1}
+    assert split_sizes(10, val=3, test=2) == {"train": 10, "val": 3, "test": 2}
+    with pytest.raises(ValueError, match="category 'spaceship' not found; available: 03001627 \\(chair\\)"):
         build_synthetic("/nonexistent/x.h5", per_category=1, categories=["spaceship"], progress=False)
+    assert resolve_categories(["Chair", "03001627", "car"]) == ["03001627", "02958343"]  # names in any case, once

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from recon.config import TrainConfig
-from recon.training import Trainer
+from recon.training import train
 
 
 def _cfg(data: str, out: Path, **kw) -> TrainConfig:
@@ -24,15 +24,13 @@ def test_tensorboard_event_files_hold_the_scalars(tiny_dataset: str, tmp_path: P
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
-    trainer = Trainer(_cfg(tiny_dataset, out))
-    trainer.run()
-    trainer.close()
+    train(_cfg(tiny_dataset, out))
     events = list((out / "tb").glob("events.out.tfevents.*"))
     assert events, "no event file in RUN/tb"
     acc = EventAccumulator(str(out / "tb"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"loss", "iou", "lap", "flat", "lr", "sigma", "val_iou", "val_loss"} <= tags
+    assert {"loss", "iou_loss", "lap", "flat", "lr", "sigma", "val_iou", "val_loss"} <= tags
     assert [e.step for e in acc.Scalars("loss")] == [1, 2]
     assert [e.step for e in acc.Scalars("val_iou")] == [2]
     assert 0.0 <= acc.Scalars("val_iou")[0].value <= 1.0
@@ -42,9 +40,7 @@ def test_tensorboard_event_files_hold_the_scalars(tiny_dataset: str, tmp_path: P
 def test_training_runs_without_tensorboard(tiny_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # makes the import fail
     out = tmp_path / "run"
-    trainer = Trainer(_cfg(tiny_dataset, out))
-    summary = trainer.run()
-    trainer.close()
+    summary = train(_cfg(tiny_dataset, out))
     assert summary["step"] == 2
     assert (out / "metrics.jsonl").is_file() and (out / "last.pt").exists()
     assert not (out / "tb").exists()

@@ -1,11 +1,16 @@
-"""User images -> model inputs: load PNG/JPEG, segment the object, frame it like the dataset.
+"""User images -> model inputs: load PNG/JPEG, find the object, frame it like the training images.
 
-``prepare_image(path)`` returns a ``(4, S, S)`` float32 RGBA tensor in ``[0, 1]`` laid out as the
-dataset images (``recon.data.raster``): RGB premultiplied by alpha (background black), alpha =
-pixel coverage, the object centred with the longer side of its bounding box spanning
-``FILL`` of the frame.
+A model input is laid out as the dataset images (``recon.data.raster``): ``(4, S, S)`` float32 in
+``[0, 1]``, RGB premultiplied by alpha (background black), alpha = pixel coverage, every value on
+the 8-bit grid (``k / 255``) because the dataset stores uint8. An image exported from a dataset
+with ``dataset_image_to_rgba`` (straight alpha, as PNG requires) therefore comes back as exactly
+the tensor the model was evaluated on, so predict gives eval's mesh for it.
 
-Foreground mask:
+Reading (``load_rgba``): anything Pillow reads; the EXIF orientation is applied (phone JPEGs store
+the pixels sideways); 16-bit grayscale (Pillow modes ``I;16*`` and ``I``) is scaled to 8 bits
+(``/ 257``, so 65535 -> 255), its PNG ``tRNS`` transparent value becoming alpha 0.
+
+Object mask:
 
 * an alpha channel with some transparency is used as is (soft edges kept);
 * otherwise the object is segmented from a plain background: the background colour is the
@@ -13,28 +18,44 @@ Foreground mask:
   Otsu's method (never below ``MIN_CONTRAST``), then only the largest 4-connected
   component is kept and its holes are filled. numpy only (no scipy / OpenCV).
 
-``FILL = 0.65`` matches the dataset: objects normalised into ``[-0.5, 0.5]^3`` seen from distance
-2.732 with a 15 degree viewing angle (a sphere of diameter 1 spans ``0.5 / (2.732 tan 15) = 68 %``
-of the frame). Measured on the embedded synthetic dataset (all 24 views), the longer side of
-the alpha bounding box is a median 66 % of the 64-pixel frame (10th-90th percentile 53-77 %,
-from airplanes and benches to chairs and tables), its centre within a pixel of the image centre.
+Framing: where the object sits in the ``S x S`` frame and how much of it it *fills* (the longer
+side of its alpha bounding box over the frame side). Training images are framed by their camera
+(``recon.cameras``: objects normalised into the unit cube, seen from distance 2.732 with a 15
+degree viewing angle), so the fill depends on the object and the view: on the embedded synthetic
+dataset (train split, 40 objects x 24 views per category) its 5th percentile is 50 %, median 69 %
+and 95th percentile 84 % (chairs: median 78 %, airplanes 61 %). ``FillStats`` holds these three
+numbers; ``recon.predict`` measures them on the checkpoint's own dataset when it can.
+
+* ``as-is``: the image *is* the camera frame. It is padded to a square (centred, transparent) and
+  resampled to ``S x S`` by area averaging; nothing is cropped or moved. For renders made with the
+  training camera, such as images exported from the dataset, at any resolution.
+* ``fill``: the object's bounding box is centred and its longer side spans ``fill`` of the frame
+  (default: the training median).
+* ``auto`` (default): ``as-is`` for a square image with transparency (the signature of a render);
+  any other image (a photo, a non-square cut-out) is re-framed: the object is centred and keeps
+  its own fill (its longer side over the image's longer side), clamped into the training range
+  ``[FillStats.low, FillStats.high]``.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "FILL", "MIN_CONTRAST", "PreparedImage", "load_rgba", "segment_foreground",
-           "largest_component", "fill_holes", "frame_object", "prepare_image"]
+__all__ = ["ImageError", "FRAMINGS", "MIN_CONTRAST", "FillStats", "EMBEDDED_FILLS", "Framing", "PreparedImage",
+           "load_rgba", "segment_foreground", "largest_component", "fill_holes", "object_fills", "frame_box",
+           "render_input", "prepare_image", "dataset_image_to_rgba"]
 
-FILL = 0.65
+FRAMINGS = ("auto", "as-is", "fill")
 MIN_CONTRAST = 24.0  # RGB distance (0..441) below which a pixel always counts as background
-_WORK_SIZE = 512     # segmentation runs on a copy whose longer side is at most this
+_WORK_SIZE = 512     # images are reduced to at most this (longer side) before segmentation and framing
+_WIDE_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit (or 32-bit int) grayscale modes
 
 
 class ImageError(ValueError):
@@ -42,24 +63,107 @@ class ImageError(ValueError):
 
 
 @dataclass(frozen=True)
+class FillStats:
+    """How much of the frame the objects of the training images fill (longer side of the alpha
+    bounding box over the frame side): 5th percentile, median, 95th percentile, and where the
+    numbers come from."""
+
+    low: float
+    median: float
+    high: float
+    source: str
+
+    @classmethod
+    def measure(cls, alpha: np.ndarray, source: str) -> "FillStats":
+        """Statistics of a stack of training images' alpha, ``(N, S, S)`` (> 0 = object).
+
+        Raises:
+            ValueError: no image shows an object.
+        """
+        fills = object_fills(alpha)
+        fills = fills[fills > 0]
+        if fills.size == 0:
+            raise ValueError(f"{source}: no training image shows an object")
+        low, median, high = np.percentile(fills, [5, 50, 95])
+        return cls(float(low), float(median), float(high), source)
+
+
+# Measured with FillStats.measure on the train split of `pipelines.convert synthetic --per-category 40`
+# (6 categories x 40 objects x 24 views = 5760 images, SoftRas camera): see the module docstring.
+EMBEDDED_FILLS = FillStats(0.50, 0.69, 0.84, "the embedded synthetic dataset")
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How to frame user images: ``mode`` in ``FRAMINGS``; ``fill`` (only with ``mode="fill"``) the
+    fraction of the frame the object's longer side spans, None for the training median.
+
+    Raises:
+        ValueError: unknown mode, ``fill`` outside ``(0, 1]`` or given with another mode.
+    """
+
+    mode: str = "auto"
+    fill: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in FRAMINGS:
+            raise ValueError(f"--framing {self.mode!r}: expected one of {', '.join(FRAMINGS)}")
+        if self.fill is not None:
+            if self.mode != "fill":
+                raise ValueError(f"--fill applies to --framing fill only, not --framing {self.mode}")
+            if not 0 < self.fill <= 1:
+                raise ValueError(f"--fill {self.fill}: expected a fraction of the frame in (0, 1]")
+
+    @classmethod
+    def from_flags(cls, mode: str | None, fill: float | None) -> "Framing":
+        """``--framing`` / ``--fill``: a ``--fill`` alone means ``--framing fill``."""
+        return cls(mode if mode is not None else ("fill" if fill is not None else "auto"), fill)
+
+
+@dataclass(frozen=True)
 class PreparedImage:
-    """``image``: (4, S, S) float32 model input; ``mask``: (H, W) bool foreground of the original
-    (after downscaling to at most 512 px); ``used_alpha``: whether the file's alpha gave the mask."""
+    """``image``: (4, S, S) float32 model input; ``mask``: (H, W) bool foreground of ``original``;
+    ``used_alpha``: whether the file's alpha gave the mask; ``original``: (H, W, 4) uint8 as read
+    (upright, reduced to at most 512 px); ``framing``: ``"as-is"`` or ``"centred"``; ``fill``: the
+    object's fill of the model input's frame."""
 
     image: torch.Tensor
     mask: np.ndarray
     used_alpha: bool
-    original: np.ndarray  # (H, W, 4) uint8, possibly downscaled
+    original: np.ndarray
+    framing: str
+    fill: float
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation (a corrupt EXIF block leaves the image as stored)."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, struct.error):
+        return im
+
+
+def _to_rgba8(im: Image.Image) -> tuple[np.ndarray, bool]:
+    """A loaded PIL image -> ((H, W, 4) uint8 RGBA, whether it carries transparency information)."""
+    if im.mode in _WIDE_GRAY:  # Pillow's convert would clip these to 255 (all white)
+        wide = np.asarray(im).astype(np.int64)
+        gray = ((np.clip(wide, 0, 65535) + 128) // 257).astype(np.uint8)  # round(v / 257)
+        alpha = np.full(wide.shape, 255, np.uint8)
+        key = im.info.get("transparency")
+        has_alpha = isinstance(key, int)
+        if has_alpha:
+            alpha[wide == key] = 0
+        return np.stack([gray, gray, gray, alpha], axis=-1), has_alpha
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    return np.asarray(im.convert("RGBA"), dtype=np.uint8).copy(), has_alpha
 
 
 def load_rgba(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
-    """Read an image file as (H, W, 4) uint8 RGBA and whether it carried an alpha channel.
+    """Read an image file upright as (H, W, 4) uint8 RGBA and whether it carried transparency.
 
     Raises:
         ImageError: missing file, directory, or not a readable image.
     """
-    from PIL import Image, UnidentifiedImageError
-
     p = Path(path)
     if not p.exists():
         raise ImageError("no such file")
@@ -68,8 +172,7 @@ def load_rgba(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
     try:
         with Image.open(p) as im:
             im.load()
-            has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-            rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8).copy()
+            rgba, has_alpha = _to_rgba8(_upright(im))
     except UnidentifiedImageError:
         raise ImageError("not an image (expected PNG or JPEG)") from None
     except Image.DecompressionBombError as e:  # a header declaring billions of pixels
@@ -158,9 +261,85 @@ def segment_foreground(rgb: np.ndarray, border: int = 2) -> np.ndarray:
     return mask
 
 
-def _fit(rgba: np.ndarray, max_side: int) -> np.ndarray:
-    from PIL import Image
+def object_fills(alpha: np.ndarray) -> np.ndarray:
+    """Fill of each image of a stack: the longer side of the bounding box of ``alpha > 0`` over the
+    image's longer side (0 for an empty image).
 
+    Args:
+        alpha: (N, H, W) or (H, W), any numeric dtype.
+    Returns:
+        (N,) float64 (a 0-d array for one image).
+    """
+    a = np.asarray(alpha) > 0
+    h, w = a.shape[-2:]
+
+    def extent(occupied: np.ndarray) -> np.ndarray:  # (..., L) bool -> (...) covered span length
+        idx = np.arange(occupied.shape[-1])
+        last = np.where(occupied, idx, -1).max(-1)
+        first = np.where(occupied, idx, occupied.shape[-1]).min(-1)
+        return np.maximum(last - first + 1, 0)
+
+    return np.maximum(extent(a.any(-1)), extent(a.any(-2))) / max(h, w)
+
+
+def frame_box(alpha: np.ndarray, mode: str, fill: float | None = None,
+              fills: FillStats = EMBEDDED_FILLS) -> tuple[tuple[float, float, float, float], float]:
+    """The square crop (in source pixels, may extend past the image) that becomes the model's frame.
+
+    Args:
+        alpha: (H, W) float coverage (> 0 = object).
+        mode: ``"as-is"`` (the whole image, padded to a square), ``"fill"`` (object centred,
+            spanning ``fill``, default ``fills.median``) or ``"own"`` (object centred, keeping its
+            fill of the image clamped into ``[fills.low, fills.high]``).
+    Returns:
+        ``((x0, y0, x1, y1), object fill of that frame)``.
+    Raises:
+        ImageError: ``alpha`` is empty.
+    """
+    ys, xs = np.nonzero(alpha > 0)
+    if len(ys) == 0:
+        raise ImageError("no object found: the alpha channel is empty")
+    h, w = alpha.shape
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    extent = float(max(y1 - y0, x1 - x0))
+    if mode == "as-is":
+        side, cx, cy = float(max(h, w)), w / 2, h / 2
+    elif mode in ("fill", "own"):
+        if mode == "fill":
+            target = fills.median if fill is None else fill
+        else:
+            target = float(np.clip(extent / max(h, w), fills.low, fills.high))
+        side, cx, cy = extent / target, (x0 + x1) / 2, (y0 + y1) / 2
+    else:
+        raise ValueError(f"unknown framing mode {mode!r}")
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2), extent / side
+
+
+def render_input(rgb: np.ndarray, alpha: np.ndarray, box: tuple[float, float, float, float],
+                 size: int) -> torch.Tensor:
+    """Premultiply, crop ``box`` (outside the image: transparent black), area-resample to
+    ``size x size`` and round to the 8-bit grid like the stored dataset images.
+
+    Args:
+        rgb: (H, W, 3) float in [0, 1], straight (not premultiplied); alpha: (H, W) float in [0, 1].
+    Returns:
+        (4, size, size) float32: premultiplied RGB (black background) and alpha.
+    """
+    premult = np.concatenate([rgb * alpha[..., None], alpha[..., None]], axis=-1).astype(np.float32)
+    h, w = alpha.shape
+    pad = int(np.ceil(max(0.0, -box[0], -box[1], box[2] - w, box[3] - h))) + 1
+    shifted = tuple(v + pad for v in box)
+    out = []
+    for c in range(4):
+        im = Image.fromarray(np.pad(premult[..., c], pad), "F")
+        out.append(np.asarray(im.resize((size, size), Image.BOX, box=shifted)))
+    quantised = np.round(np.clip(np.stack(out), 0, 1) * 255) / 255
+    return torch.from_numpy(quantised.astype(np.float32))
+
+
+def _fit(rgba: np.ndarray, max_side: int) -> np.ndarray:
+    """Reduce (H, W, 4) uint8 so that its longer side is at most ``max_side`` (Pillow resamples RGBA
+    premultiplied)."""
     h, w = rgba.shape[:2]
     if max(h, w) <= max_side:
         return rgba
@@ -169,45 +348,18 @@ def _fit(rgba: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgba, "RGBA").resize(size, Image.BOX))
 
 
-def frame_object(rgb: np.ndarray, alpha: np.ndarray, size: int = 64, fill: float = FILL) -> torch.Tensor:
-    """Crop to the object, pad to a square and resize like the dataset images.
-
-    Args:
-        rgb: (H, W, 3) float in [0, 1]; alpha: (H, W) float in [0, 1] (foreground coverage).
-        size: output resolution; fill: longer bbox side / frame side.
-    Returns:
-        (4, size, size) float32: premultiplied RGB (black background) and alpha.
-    """
-    from PIL import Image
-
-    ys, xs = np.nonzero(alpha > 0.5 / 255)
-    if len(ys) == 0:
-        raise ImageError("no object found: the alpha channel is empty")
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    side = max(y1 - y0, x1 - x0) / fill  # square canvas with the object spanning ``fill`` of it
-    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
-    # Canvas in source pixels: [cx - side/2, cx + side/2)^2; resample each channel with PIL.
-    box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
-    premult = np.concatenate([rgb * alpha[..., None], alpha[..., None]], axis=-1).astype(np.float32)
-    h, w = alpha.shape
-    # Pad so that the crop box never leaves the image (outside = transparent black).
-    pad = int(np.ceil(max(0.0, -box[0], -box[1], box[2] - w, box[3] - h))) + 1
-    out = []
-    for c in range(4):
-        ch = np.pad(premult[..., c], pad)
-        im = Image.fromarray(ch, "F")
-        shifted = (box[0] + pad, box[1] + pad, box[2] + pad, box[3] + pad)
-        out.append(np.asarray(im.resize((size, size), Image.BOX, box=shifted)))
-    return torch.from_numpy(np.clip(np.stack(out), 0, 1).astype(np.float32))
-
-
-def prepare_image(path: str | os.PathLike, size: int = 64, fill: float = FILL) -> PreparedImage:
+def prepare_image(path: str | os.PathLike, size: int = 64, framing: Framing = Framing(),
+                  fills: FillStats = EMBEDDED_FILLS) -> PreparedImage:
     """Load, segment and frame one image file (see the module docstring).
 
+    Args:
+        size: the model's input resolution S.
+        framing: how to frame it; ``fills``: the training images' fills (``auto`` and ``fill``).
     Raises:
         ImageError: the file is missing, not an image, or no object can be found.
     """
     rgba, has_alpha = load_rgba(path)
+    square = rgba.shape[0] == rgba.shape[1]
     rgba = _fit(rgba, _WORK_SIZE)
     rgb = rgba[..., :3].astype(np.float32) / 255
     alpha = rgba[..., 3].astype(np.float32) / 255
@@ -217,4 +369,30 @@ def prepare_image(path: str | os.PathLike, size: int = 64, fill: float = FILL) -
     else:
         mask = segment_foreground(rgba[..., :3])
         alpha = mask.astype(np.float32)
-    return PreparedImage(frame_object(rgb, alpha, size, fill), mask, used_alpha, rgba)
+    mode = framing.mode
+    if mode == "auto":
+        mode = "as-is" if square and used_alpha else "own"
+    box, fill = frame_box(alpha, mode, framing.fill, fills)
+    image = render_input(rgb, alpha, box, size)
+    return PreparedImage(image, mask, used_alpha, rgba, "as-is" if mode == "as-is" else "centred", fill)
+
+
+def dataset_image_to_rgba(image: np.ndarray) -> np.ndarray:
+    """A stored dataset image -> straight-alpha RGBA for a PNG file (the inverse of the model input).
+
+    Straight colour ``c = round(255 p / a)`` (``p``: premultiplied, ``a``: alpha, both uint8; 0 where
+    ``a = 0``). Reading it back premultiplies ``c a / 255 = p + e a / 255`` with ``|e| <= 1/2`` and
+    ``e = 0`` when ``a = 255``, so rounding gives back exactly ``p`` (whenever ``p <= a``, true of
+    coverage-weighted colours in [0, 1]).
+
+    Args:
+        image: (4, S, S) uint8, RGB premultiplied, as in ``/<category>/<split>/images``.
+    Returns:
+        (S, S, 4) uint8.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[0] != 4 or image.dtype != np.uint8:
+        raise ValueError(f"expected a (4, S, S) uint8 dataset image, got {image.shape} {image.dtype}")
+    p, a = image[:3].astype(np.float64), image[3].astype(np.float64)
+    straight = np.where(a > 0, np.round(255 * p / np.maximum(a, 1)), 0)
+    return np.concatenate([np.clip(straight, 0, 255), a[None]]).transpose(1, 2, 0).astype(np.uint8)

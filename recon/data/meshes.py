@@ -16,6 +16,8 @@ faster), united so that overlapping parts never cancel. Objects are split per ca
 ratio after a seeded shuffle; a category with at least 3 objects gets
 at least one object in every split with a positive ratio, smaller ones go to train.
 Unreadable, empty, zero-extent or non-finite meshes are skipped with a warning and reported.
+A folder that cannot be listed, or a category folder whose name is not valid UTF-8 (HDF5 names
+are UTF-8), stops the conversion with a message naming it (undecodable bytes as ``\\xNN``).
 """
 
 from __future__ import annotations
@@ -29,17 +31,53 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
+from rich.progress import MofNCompleteColumn, Progress
 
+from recon.data._parallel import default_workers, pack_voxels, parallel_map, unpack_voxels
+from recon.data.categories import category_name, resolve_categories
+from recon.data.normalize import unit_cube_transform
+from recon.data.raster import render_views
 from recon.data.schema import SPLITS, VOXEL_RES, DatasetInfo, DatasetWriter, validate
-from recon.data.softras_npz import SHAPENET_CLASSES
+from recon.metrics import voxelize, winding_occupancy
 
-__all__ = ["MESH_EXTENSIONS", "MeshError", "find_meshes", "load_mesh", "occupancy", "split_counts", "convert_meshes"]
+__all__ = ["MESH_EXTENSIONS", "MeshError", "find_meshes", "load_mesh", "occupancy", "split_counts", "parse_split",
+           "convert_meshes"]
 
 MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".glb", ".gltf", ".off")
 
 
 class MeshError(ValueError):
     """A mesh file cannot be used; the message is the reason."""
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path as text that can always be printed: undecodable bytes of its name become ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """The folder's entries, hidden ones (a leading dot) left out. Raises PermissionError naming it."""
+    try:
+        with os.scandir(folder) as it:
+            return [e for e in it if not e.name.startswith(".")]
+    except PermissionError:
+        raise PermissionError(f"{shown(folder)}: folder is not readable (permission denied)") from None
+
+
+def _is_mesh(entry: os.DirEntry) -> bool:
+    return entry.is_file() and Path(entry.name).suffix.lower() in MESH_EXTENSIONS
+
+
+def _meshes_in(folder: Path, recursive: bool) -> list[Path]:
+    """Sorted mesh files of ``folder`` (and of its subfolders, not following symlinked ones, if ``recursive``)."""
+    found = []
+    for e in _entries(folder):
+        if _is_mesh(e):
+            found.append(Path(e.path))
+        elif recursive and e.is_dir(follow_symlinks=False):
+            found += _meshes_in(Path(e.path), True)
+    return sorted(found)
 
 
 def find_meshes(src_dir: str | os.PathLike, classes: Sequence[str] | None = None) -> dict[str, list[Path]]:
@@ -49,41 +87,34 @@ def find_meshes(src_dir: str | os.PathLike, classes: Sequence[str] | None = None
         src_dir: category subfolders, or a flat folder of meshes (one category named after it).
         classes: optional subset of category keys or names.
     Raises:
-        FileNotFoundError / ValueError with one-line messages.
+        FileNotFoundError / PermissionError / ValueError with one-line messages naming the folder.
     """
     src = Path(src_dir)
     if not src.is_dir():
-        raise FileNotFoundError(f"{src}: source directory not found")
-
-    def meshes_in(folder: Path, recursive: bool) -> list[Path]:
-        it = folder.rglob("*") if recursive else folder.iterdir()
-        return sorted(p for p in it if p.is_file() and p.suffix.lower() in MESH_EXTENSIONS
-                      and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-    found = {d.name: meshes_in(d, True) for d in sorted(src.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+        raise FileNotFoundError(f"{shown(src)}: source directory not found")
+    top = _entries(src)
+    found = {e.name: _meshes_in(Path(e.path), True) for e in sorted(top, key=lambda e: e.name) if e.is_dir()}
     found = {k: v for k, v in found.items() if v}
+    folders = {k: src / k for k in found}
     if not found:
-        flat = meshes_in(src, False)
+        flat = _meshes_in(src, False)
         if not flat:
-            raise FileNotFoundError(f"{src}: no mesh files ({', '.join(MESH_EXTENSIONS)}) in it or its subfolders")
-        found = {src.resolve().name: flat}
-    elif meshes_in(src, False):
-        warnings.warn(f"{src}: mesh files at the top level are ignored (categories are the subfolders)", stacklevel=2)
+            raise FileNotFoundError(f"{shown(src)}: no mesh files ({', '.join(MESH_EXTENSIONS)}) in it or its "
+                                    f"subfolders")
+        found, folders = {src.resolve().name: flat}, {src.resolve().name: src.resolve()}
+    elif any(_is_mesh(e) for e in top):
+        warnings.warn(f"{shown(src)}: mesh files at the top level are ignored (categories are the subfolders)",
+                      stacklevel=2)
     if classes:
-        wanted = []
-        for c in classes:
-            key = c if c in found else next((k for k in found if category_name(k) == c), None)
-            if key is None:
-                raise ValueError(f"{src}: category {c!r} not found; available: "
-                                 f"{', '.join(f'{k} ({category_name(k)})' for k in found)}")
-            wanted.append(key)
+        wanted = resolve_categories(classes, list(found), shown(src))
         found = {k: found[k] for k in found if k in wanted}
+    for key in found:
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{shown(folders[key])}: folder name is not valid UTF-8 (category names in the HDF5 "
+                             f"file must be); rename the folder") from None
     return found
-
-
-def category_name(key: str) -> str:
-    """Human name of a category key (ShapeNet ids get their usual name)."""
-    return SHAPENET_CLASSES.get(key, key)
 
 
 def load_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +125,7 @@ def load_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         MeshError: unreadable, empty, non-finite or zero-extent.
     """
-    import trimesh
+    import trimesh  # ~0.5 s: loaded only where meshes are read (``convert synthetic`` never needs it)
 
     try:
         if os.path.getsize(path) == 0:
@@ -117,17 +148,12 @@ def load_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         raise MeshError(f"empty mesh ({len(verts)} vertices, {len(faces)} faces)")
     if faces.min() < 0 or faces.max() >= len(verts):
         raise MeshError("face index out of range")
-    used = verts[np.unique(faces)]
-    if not np.isfinite(used).all():
-        raise MeshError("non-finite vertex coordinates (NaN or Inf)")
-    lo, hi = used.min(0), used.max(0)
-    with np.errstate(over="ignore"):
-        extent = float((hi - lo).max())
-    if not np.isfinite(extent):
-        raise MeshError("vertex coordinates too large (their extent overflows float64)")
-    if not extent > 0:
-        raise MeshError("zero extent (all vertices coincide)")
-    verts = (verts - (lo + hi) / 2) / extent
+    try:
+        centre, scale = unit_cube_transform(verts[np.unique(faces)])
+    except ValueError as e:
+        raise MeshError(str(e)) from None
+    with np.errstate(over="ignore", invalid="ignore"):
+        verts = (verts - centre) * scale
     verts[~np.isfinite(verts).all(1)] = 0.0  # unused vertices only
     tri = verts[faces]
     if not np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).max() > 1e-12:
@@ -151,10 +177,7 @@ def occupancy(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     Returns:
         (32, 32, 32) bool in our axis order.
     """
-    import torch
-    import trimesh
-
-    from recon.metrics import voxelize, winding_occupancy
+    import trimesh  # see load_mesh
 
     mesh = trimesh.Trimesh(verts, faces, process=True)
     occ = torch.zeros((VOXEL_RES,) * 3, dtype=torch.bool)
@@ -184,8 +207,6 @@ def _check(path: Path) -> str | None:
 
 
 def _convert(path: Path) -> tuple[np.ndarray, np.ndarray] | str:
-    from recon.data.raster import render_views
-
     try:
         verts, faces = load_mesh(path)
     except MeshError as e:
@@ -195,18 +216,7 @@ def _convert(path: Path) -> tuple[np.ndarray, np.ndarray] | str:
         voxels = occupancy(verts, faces)
     except (ValueError, RuntimeError, IndexError, MemoryError) as e:
         return f"processing failed ({type(e).__name__}: {' '.join(str(e).split())[:120]})"
-    return images, np.packbits(voxels)
-
-
-def _init_worker() -> None:
-    import signal
-
-    import torch
-
-    torch.set_num_threads(1)
-    # The parent handles Ctrl-C / SIGTERM (and terminates the pool); workers just stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return images, pack_voxels(voxels)
 
 
 def split_counts(n: int, ratios: Sequence[float]) -> list[int]:
@@ -230,12 +240,20 @@ def split_counts(n: int, ratios: Sequence[float]) -> list[int]:
     return counts.tolist()
 
 
-def _check_split(split: Sequence[float]) -> tuple[float, ...]:
-    ratios = tuple(float(x) for x in split)
+def parse_split(split: str | Sequence[float], flag: str = "split") -> tuple[float, float, float]:
+    """Train, val, test ratios from ``"0.8,0.1,0.1"`` or three numbers: non-negative, summing to 1.
+
+    Raises:
+        ValueError: one line naming ``flag`` (e.g. ``"--split"``) and the value.
+    """
+    text = split if isinstance(split, str) else ",".join(f"{x:g}" for x in split)
+    try:
+        ratios = tuple(float(x) for x in (split.split(",") if isinstance(split, str) else split))
+    except (TypeError, ValueError):
+        raise ValueError(f"{flag} {text!r}: expected three comma-separated numbers such as 0.8,0.1,0.1") from None
     if len(ratios) != 3 or any(not math.isfinite(x) or x < 0 for x in ratios) or abs(sum(ratios) - 1) > 1e-6:
-        raise ValueError(f"split must be three non-negative train,val,test ratios summing to 1, got "
-                         f"{','.join(f'{x:g}' for x in ratios)}")
-    return ratios
+        raise ValueError(f"{flag} {text!r}: expected three non-negative train,val,test ratios summing to 1")
+    return ratios  # type: ignore[return-value]
 
 
 def convert_meshes(
@@ -252,7 +270,7 @@ def convert_meshes(
     Args:
         src_dir: see the module docstring.
         out_path: output ``.h5`` (written atomically).
-        split: (train, val, test) ratios summing to 1.
+        split: (train, val, test) ratios summing to 1, or ``"0.8,0.1,0.1"``.
         seed: shuffle seed of the per-category split.
         classes: optional subset of category keys or names.
         workers: processes (default ``os.cpu_count()``; ``<= 1`` runs here).
@@ -260,77 +278,64 @@ def convert_meshes(
     Returns:
         (DatasetInfo of the written file, skipped ``[(path, reason)]``).
     Raises:
-        ValueError: bad ratios, unknown classes, or no usable mesh at all (nothing written).
-        FileNotFoundError: missing source folder or no mesh files.
+        ValueError: bad ratios, unknown classes, a non-UTF-8 category folder name, or no usable mesh
+            at all (nothing written).
+        FileNotFoundError / PermissionError: missing or unreadable source folder, no mesh files.
+        recon.signals.Interrupted: on SIGINT/SIGTERM (nothing written).
     """
-    ratios = _check_split(split)
+    ratios = parse_split(split)
     found = find_meshes(src_dir, classes)
-    workers = (os.cpu_count() or 1) if workers is None else int(workers)
-    from rich.progress import MofNCompleteColumn, Progress
-
+    workers = default_workers(workers)
     bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not progress)
     files = [p for paths in found.values() for p in paths]
-    pool = None
     skipped: list[tuple[str, str]] = []
-    try:
-        if workers > 1 and len(files) > 1:
-            import multiprocessing as mp
-
-            pool = mp.get_context("fork" if os.name == "posix" else "spawn").Pool(
-                min(workers, len(files)), initializer=_init_worker)
-        run = (lambda fn, items: pool.imap(fn, items, chunksize=1)) if pool else map
-        with bar:
-            # Pass 1: which files load? (Splitting needs the usable objects.)
-            task = bar.add_task("checking meshes", total=len(files))
-            reasons = {}
-            for p, reason in zip(files, run(_check, files)):
+    with bar:
+        # Pass 1: which files load? (Splitting needs the usable objects.)
+        task = bar.add_task("checking meshes", total=len(files))
+        reasons = {}
+        with parallel_map(_check, files, workers) as results:
+            for p, reason in zip(files, results):
                 reasons[p] = reason
                 bar.advance(task)
-            plan: dict[str, dict[str, list[Path]]] = {}
-            for key, paths in found.items():
-                ok = [p for p in paths if reasons[p] is None]
-                skipped += [(str(p), reasons[p]) for p in paths if reasons[p] is not None]
-                if not ok:
-                    continue
-                order = np.random.default_rng([int(seed), zlib.crc32(key.encode())]).permutation(len(ok))
-                ok = [ok[i] for i in order]
-                counts = split_counts(len(ok), ratios)
-                starts = np.cumsum([0] + counts)
-                plan[key] = {s: sorted(ok[starts[i]:starts[i + 1]]) for i, s in enumerate(SPLITS)}
-            if not plan:
-                raise ValueError(f"{src_dir}: no usable meshes ({len(skipped)} skipped: "
-                                 + "; ".join(f"{Path(p).name}: {r}" for p, r in skipped[:3])
-                                 + ("; ..." if len(skipped) > 3 else "") + ")")
-            # Pass 2: render + voxelize, written in a fixed order.
-            jobs = [(key, s, p) for key, splits in plan.items() for s in SPLITS for p in splits[s]]
-            task = bar.add_task("rendering + voxelizing", total=len(jobs))
-            with DatasetWriter(out_path) as writer:
-                for key, splits in plan.items():
-                    writer.add_category(key, category_name(key), source=f"meshes:{src_dir}",
-                                        rgb_convention="Lambert shaded, premultiplied over black (background 0)",
-                                        occupancy="cell centres: ray parity per closed body, winding number > 0.5 "
-                                                  "for the rest, union")
-                    for s in SPLITS:
-                        writer.create_split(key, s, capacity=len(splits[s]))
-                root = {key: Path(src_dir) / key if (Path(src_dir) / key).is_dir() else Path(src_dir)
-                        for key in plan}
-                for (key, s, p), res in zip(jobs, run(_convert, [j[2] for j in jobs])):
+        plan: dict[str, dict[str, list[Path]]] = {}
+        for key, paths in found.items():
+            ok = [p for p in paths if reasons[p] is None]
+            skipped += [(str(p), reasons[p]) for p in paths if reasons[p] is not None]
+            if not ok:
+                continue
+            order = np.random.default_rng([int(seed), zlib.crc32(key.encode())]).permutation(len(ok))
+            ok = [ok[i] for i in order]
+            counts = split_counts(len(ok), ratios)
+            starts = np.cumsum([0] + counts)
+            plan[key] = {s: sorted(ok[starts[i]:starts[i + 1]]) for i, s in enumerate(SPLITS)}
+        if not plan:
+            raise ValueError(f"{shown(src_dir)}: no usable meshes ({len(skipped)} skipped: "
+                             + "; ".join(f"{shown(Path(p).name)}: {r}" for p, r in skipped[:3])
+                             + ("; ..." if len(skipped) > 3 else "") + ")")
+        # Pass 2: render + voxelize, written in a fixed order.
+        jobs = [(key, s, p) for key, splits in plan.items() for s in SPLITS for p in splits[s]]
+        task = bar.add_task("rendering + voxelizing", total=len(jobs))
+        with DatasetWriter(out_path) as writer:
+            for key, splits in plan.items():
+                writer.add_category(key, category_name(key), source=f"meshes:{shown(src_dir)}",
+                                    rgb_convention="Lambert shaded, premultiplied over black (background 0)",
+                                    occupancy="cell centres: ray parity per closed body, winding number > 0.5 "
+                                              "for the rest, union")
+                for s in SPLITS:
+                    writer.create_split(key, s, capacity=len(splits[s]))
+            root = {key: Path(src_dir) / key if (Path(src_dir) / key).is_dir() else Path(src_dir) for key in plan}
+            with parallel_map(_convert, [j[2] for j in jobs], workers) as results:
+                for (key, s, p), res in zip(jobs, results):
                     bar.advance(task)
                     if isinstance(res, str):
                         skipped.append((str(p), res))
                         continue
                     images, packed = res
-                    voxels = np.unpackbits(packed)[:VOXEL_RES ** 3].reshape((VOXEL_RES,) * 3)
-                    oid = p.relative_to(root[key]).with_suffix("").as_posix()
                     # HDF5 strings are UTF-8: keep a non-UTF-8 file name readable (\xe9) instead of failing
-                    oid = oid.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-                    writer.append(key, s, images, voxels, oid)
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+                    oid = shown(p.relative_to(root[key]).with_suffix("").as_posix())
+                    writer.append(key, s, images, unpack_voxels(packed), oid)
     if skipped:
         more = f"; ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
-        warnings.warn(f"{src_dir}: skipped {len(skipped)} mesh file(s): "
-                      + "; ".join(f"{p}: {r}" for p, r in skipped[:10]) + more, stacklevel=2)
+        warnings.warn(f"{shown(src_dir)}: skipped {len(skipped)} mesh file(s): "
+                      + "; ".join(f"{shown(p)}: {r}" for p, r in skipped[:10]) + more, stacklevel=2)
     return validate(out_path), skipped

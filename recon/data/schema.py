@@ -27,7 +27,8 @@ import h5py
 import numpy as np
 
 from recon import cameras
-from recon.mesh import atomic_path
+from recon.io import atomic_path
+from recon.signals import check, graceful_stop
 
 __all__ = [
     "FORMAT",
@@ -40,7 +41,6 @@ __all__ = [
     "DatasetWriter",
     "atomic_h5",
     "validate",
-    "open_dataset",
 ]
 
 FORMAT = "recon-hdf5"
@@ -247,7 +247,9 @@ class DatasetWriter:
             w.create_split("03001627", "train", capacity=N)
             w.append("03001627", "train", images, voxels, object_id)  # one object at a time
 
-    The file only appears at ``out`` when the ``with`` block exits without error.
+    The file only appears at ``out`` when the ``with`` block exits without error and without a
+    stop signal (``recon.signals``: inside the block SIGINT/SIGTERM set a flag, ``check()`` raises
+    ``Interrupted``); otherwise the temp file is removed.
     Arrays: ``images (24, 4, S, S) uint8``, ``voxels (32, 32, 32)`` bool/uint8.
     """
 
@@ -264,16 +266,32 @@ class DatasetWriter:
         self._f: h5py.File | None = None
         self._count: dict[tuple[str, str], int] = {}
 
+    @contextmanager
+    def _open(self) -> Iterator[h5py.File]:
+        # SIGINT/SIGTERM only set a flag while the temp file exists (recon.signals): the writer's owner
+        # checks it between objects, and leaving the block with it set removes the file instead of renaming.
+        with graceful_stop(), atomic_h5(self.path) as f:
+            yield f
+
     def __enter__(self) -> "DatasetWriter":
-        self._ctx = atomic_h5(self.path)
+        self._ctx = self._open()
         self._f = self._ctx.__enter__()
-        for k, v in self.attrs.items():
-            self._f.attrs[k] = v
+        try:
+            for k, v in self.attrs.items():
+                self._f.attrs[k] = v
+        except BaseException as e:
+            self._ctx.__exit__(type(e), e, e.__traceback__)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool | None:
         if exc_type is None:
-            self._finalize()
+            try:
+                check()  # stopped since the last object: remove the temp file rather than rename it
+                self._finalize()
+            except BaseException as e:
+                self._ctx.__exit__(type(e), e, e.__traceback__)
+                raise
         return self._ctx.__exit__(exc_type, exc, tb)
 
     def add_category(self, key: str, name: str, source: str = "", **attrs: str | int | float) -> None:
@@ -322,9 +340,3 @@ class DatasetWriter:
         for (key, split), n in self._count.items():
             for name in ("images", "voxels", "object_ids"):
                 self._f[key][split][name].resize(n, axis=0)
-
-
-def open_dataset(path: str | os.PathLike, require_splits: tuple[str, ...] = ()) -> tuple[h5py.File, DatasetInfo]:
-    """Validate then open read-only. Returns ``(h5py.File, DatasetInfo)``."""
-    info = validate(path, require_splits)
-    return h5py.File(path, "r"), info

@@ -59,7 +59,8 @@ class ResNetEncoder(nn.Module):
     """ResNet-like: stem conv k5 s2 (->32x32), residual stages 64 (s1), 128 (s2), 256 (s2) -> 8x8,
     then flatten-free head: global average + max pooling concatenated, FC 512 -> 1024 -> 512."""
 
-    def __init__(self, dim_in: int = 4, dim_out: int = 512, width: int = 64, blocks: int = 1):
+    def __init__(self, dim_in: int = 4, dim_out: int = 512, width: int = 64, blocks: int = 1, image_size: int = 64):
+        # image_size: unused (global pooling fits any size); accepted so every encoder takes the same options
         super().__init__()
         self.stem = _conv_bn_relu(dim_in, width, k=5, s=2)
         stages, cin = [], width

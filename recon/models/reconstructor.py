@@ -24,8 +24,7 @@ class Reconstructor(nn.Module):
     def __init__(self, encoder: str = "baseline", image_size: int = 64, template_path: str | None = None):
         super().__init__()
         self.encoder_name = encoder
-        kwargs = {"image_size": image_size} if encoder in ("baseline", "attention") else {}
-        self.encoder = get_encoder(encoder, **kwargs)
+        self.encoder = get_encoder(encoder, image_size=image_size)
         verts, faces = load_template(template_path)
         self.decoder = Decoder(verts, faces)
 

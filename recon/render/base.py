@@ -36,6 +36,9 @@ class RasterSettings:
         eps: pixel-face pairs whose probability is below ``eps`` are skipped; this bounds each
             face's influence to its bounding box grown by ``sqrt(sigma * log(1/eps - 1))``.
         elevation, distance, viewing_angle: camera (degrees, world units, degrees).
+        gamma, near, far, background_eps, background: colour of ``Renderer.rgba`` with the soft
+            z-buffer (SoftRas' ``gamma_val``, ``near``, ``far``, ``eps``, ``background_color``; see
+            ``recon.render.softras_rgb_torch``); ``background`` also fills uncovered pixels of ``dibr``.
     """
 
     image_size: int = cameras.IMAGE_SIZE
@@ -44,6 +47,11 @@ class RasterSettings:
     elevation: float = cameras.ELEVATION
     distance: float = cameras.DISTANCE
     viewing_angle: float = cameras.VIEWING_ANGLE
+    gamma: float = 1e-4
+    near: float = 1.0
+    far: float = 100.0
+    background_eps: float = 1e-3
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def cutoff_sq(self) -> float:
@@ -90,6 +98,35 @@ class Renderer(ABC):
         if faces.dim() != 2 or faces.shape[-1] != 3:
             raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
         return self.rasterize_ndc(self.project(verts, azimuth, elevation), faces.to(verts.device).long())
+
+    def rgba(self, verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor, colors: torch.Tensor,
+             elevation: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Colour render of ``verts`` with per-vertex ``colors`` seen from ``azimuth``.
+
+        Args:
+            verts: (B, V, 3) float world coordinates.
+            faces: (F, 3) int64, shared by the batch.
+            azimuth: (B,) degrees.
+            colors: (B, V, 3) per-vertex RGB.
+            elevation: optional (B,) or scalar degrees (default ``settings.elevation``).
+        Returns:
+            (B, 4, S, S): RGB then alpha (the backend's silhouette), row 0 at the top.
+        Raises:
+            BackendUnavailable: the backend has no colour render.
+        """
+        if verts.dim() != 3 or verts.shape[-1] != 3:
+            raise ValueError(f"verts must be (B, V, 3), got {tuple(verts.shape)}")
+        if faces.dim() != 2 or faces.shape[-1] != 3:
+            raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
+        if colors.dim() != 3 or colors.shape[:2] != verts.shape[:2] or colors.shape[-1] != 3:
+            raise ValueError(f"colors must be (B, V, 3) with (B, V) = {tuple(verts.shape[:2])}, got "
+                             f"{tuple(colors.shape)}")
+        ndc = self.project(verts, azimuth, elevation)
+        return self.rasterize_rgba_ndc(ndc, faces.to(verts.device).long(), colors.to(ndc))
+
+    def rasterize_rgba_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3) projected vertices, (F, 3) faces, (B, V, 3) colours -> (B, 4, S, S) RGBA."""
+        raise BackendUnavailable(f"the {self.name} backend has no rgba render (backends with one: softras, dibr)")
 
     @abstractmethod
     def rasterize_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ import logging
 import torch
 
 from recon.render.base import BackendUnavailable, RasterSettings, Renderer
+from recon.render.rgba import soft_rgba
 from recon.render.softras_ext import load_extension, soft_silhouette_ext
 from recon.render.softras_torch import soft_silhouette_torch
 
@@ -106,6 +107,11 @@ class SoftRasRenderer(Renderer):
             raise ValueError(f"softras impl {impl!r} runs on {_KERNEL_DEVICE[impl]} tensors, got "
                              f"{verts_ndc.device.type} tensors (use impl='auto' to follow the input)")
         return soft_silhouette_ext(verts_ndc, faces, s.image_size, s.sigma, s.cutoff_sq, kind=impl)
+
+    def rasterize_rgba_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3) projected vertices, (F, 3) faces, (B, V, 3) colours -> (B, 4, S, S): SoftRas' soft
+        z-buffer colour and the silhouette as alpha (``recon.render.rgba.soft_rgba``, same ``impl`` choice)."""
+        return soft_rgba(verts_ndc, faces, colors, self.settings, self.requested_impl)
 
     def __repr__(self) -> str:
         return f"SoftRasRenderer(impl={self.impl!r}, requested={self.requested_impl!r}, {self.settings})"

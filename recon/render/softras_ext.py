@@ -8,7 +8,14 @@ sources, their location, the flags and the torch version, so checkouts and versi
 or CUDA, or a failed build, raises :class:`~recon.render.base.BackendUnavailable` with the reason
 (and the compiler's error tail).
 
-Same math and pair rule as :mod:`recon.render.softras_torch`, which the tests compare against.
+Same math and pair rule as :mod:`recon.render.softras_torch`, which the tests compare against
+(at ``PARITY_FWD_ATOL`` / ``PARITY_GRAD_RTOL``; ``pipelines.gpucheck`` uses the same numbers).
+
+The CUDA kernel bins faces into screen tiles by their cutoff windows (:func:`bin_faces`, the same
+C++ code on both devices, so the CPU tests check the bins) and has two backward modes:
+``deterministic=True`` (no float atomics, fixed reduction order: bitwise reproducible) and the
+atomic one. The default follows ``torch.are_deterministic_algorithms_enabled()``. The CPU kernel is
+always deterministic.
 """
 
 from __future__ import annotations
@@ -26,20 +33,31 @@ from torch.autograd.function import once_differentiable
 
 from recon.render.base import BackendUnavailable
 
-__all__ = ["KINDS", "extension_name", "build_dir", "load_extension", "soft_silhouette_ext"]
+__all__ = ["KINDS", "EMULATION", "PARITY_FWD_ATOL", "PARITY_GRAD_RTOL", "extension_name", "build_dir", "load_extension",
+           "bin_faces", "soft_silhouette_ext"]
 
 KINDS = ("cpp", "cuda")
+# What every kernel must match the torch reference to: max |silhouette difference| per dtype, and
+# |grad - grad_ref| / |grad_ref| (2-norms) of a random projection of the silhouettes.
+PARITY_FWD_ATOL = {torch.float32: 1e-4, torch.float64: 1e-5}
+PARITY_GRAD_RTOL = 1e-3
 _CSRC = Path(__file__).resolve().parent / "csrc" / "softras"
 _ERROR_TAIL = 3000
 # Per-process cache: kind -> loaded module, or the BackendUnavailable that building it raised.
 _CACHE: dict[str, ModuleType | BackendUnavailable] = {}
 
 
+# Test-only kind: the CUDA kernels compiled as C++ and run on CPU threads (csrc/softras/cuda_emulation.h).
+EMULATION = "cuda-emu"
+_NAMES = {"cpp": "recon_softras_cpu", "cuda": "recon_softras_cuda", EMULATION: "recon_softras_cuda_emu"}
+
+
 def extension_name(kind: str) -> str:
-    """Python module name of the compiled extension for ``kind`` ("cpp" or "cuda")."""
-    if kind not in KINDS:
+    """Python module name of the compiled extension for ``kind`` ("cpp", "cuda", or the test-only
+    ``EMULATION``)."""
+    if kind not in _NAMES:
         raise ValueError(f"unknown kernel kind {kind!r}; valid kinds: {', '.join(KINDS)}")
-    return "recon_softras_cpu" if kind == "cpp" else "recon_softras_cuda"
+    return _NAMES[kind]
 
 
 def build_dir(name: str, key: str = "") -> Path:
@@ -88,7 +106,14 @@ def _build(kind: str, verbose: bool) -> ModuleType:
     from torch.utils import cpp_extension
 
     name = extension_name(kind)
-    sources = [_CSRC / "bindings.cpp", _CSRC / "softras_cpu.cpp"]
+    if kind == EMULATION:
+        # Needs C++20 (std::barrier, std::atomic_ref); the CUDA sources are #included as C++.
+        flags = ["-O2", "-std=c++20", "-DRECON_WITH_CUDA", "-DRECON_CUDA_EMULATION"]
+        return cpp_extension.load(
+            name=name, sources=[str(_CSRC / "softras_cuda_emu.cpp"), str(_CSRC / "softras_bins.cpp")],
+            extra_cflags=flags, extra_ldflags=["-pthread"], extra_include_paths=[str(_CSRC)],
+            build_directory=str(build_dir(name, _build_key(kind, flags))), with_cuda=False, verbose=verbose)
+    sources = [_CSRC / "bindings.cpp", _CSRC / "softras_cpu.cpp", _CSRC / "softras_bins.cpp"]
     # No -march (the build must run on any x86-64) and no -ffast-math (parity with the reference);
     # -ffp-contract=off keeps FMA contraction from changing rounding on targets that have FMA;
     # -Wno-psabi silences a note about passing 32-byte double vectors between inline helpers.
@@ -115,7 +140,8 @@ def load_extension(kind: str = "cpp", verbose: bool = False) -> ModuleType:
     """Build (first call, can take a minute) or load the compiled kernels.
 
     Args:
-        kind: "cpp" (CPU/OpenMP only) or "cuda" (CPU and CUDA).
+        kind: "cpp" (CPU/OpenMP only) or "cuda" (CPU and CUDA); ``EMULATION`` ("cuda-emu", tests
+            only) builds the CUDA kernels as C++ that runs them on CPU threads, for CPU tensors.
         verbose: print the compiler commands.
     Returns:
         The extension module with ``forward`` and ``backward``.
@@ -146,25 +172,68 @@ def load_extension(kind: str = "cpp", verbose: bool = False) -> ModuleType:
 class _SoftSilhouette(torch.autograd.Function):
     @staticmethod
     def forward(ctx, verts_ndc: torch.Tensor, faces: torch.Tensor, module: ModuleType, image_size: int,
-                sigma: float, cutoff_sq: float) -> torch.Tensor:
-        sil, log_sum = module.forward(verts_ndc, faces, image_size, sigma, cutoff_sq)
-        ctx.save_for_backward(verts_ndc, faces, log_sum)
+                sigma: float, cutoff_sq: float, deterministic: bool) -> torch.Tensor:
+        sil, log_sum, *bins = module.forward(verts_ndc, faces, image_size, sigma, cutoff_sq)
+        ctx.save_for_backward(verts_ndc, faces, log_sum, *bins)  # bins: CUDA only (softras_tiles.h)
         ctx.module, ctx.image_size, ctx.sigma, ctx.cutoff_sq = module, image_size, sigma, cutoff_sq
+        ctx.deterministic = deterministic
         return sil
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_sil: torch.Tensor):
-        verts_ndc, faces, log_sum = ctx.saved_tensors
+        verts_ndc, faces, log_sum, *bins = ctx.saved_tensors
         grad = None
         if ctx.needs_input_grad[0]:
             grad = ctx.module.backward(grad_sil.contiguous(), verts_ndc, faces, log_sum, ctx.image_size, ctx.sigma,
-                                       ctx.cutoff_sq)
-        return grad, None, None, None, None, None
+                                       ctx.cutoff_sq, ctx.deterministic, bins)
+        return grad, None, None, None, None, None, None
+
+
+def _check_mesh(verts_ndc: torch.Tensor, faces: torch.Tensor) -> None:
+    if verts_ndc.dim() != 3 or verts_ndc.shape[-1] != 3:
+        raise ValueError(f"verts_ndc must be (B, V, 3), got {tuple(verts_ndc.shape)}")
+    if faces.dim() != 2 or faces.shape[-1] != 3:
+        raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
+    if verts_ndc.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"verts_ndc must be float32 or float64, got {verts_ndc.dtype}")
+
+
+def _module_for(verts_ndc: torch.Tensor, kind: str | None) -> ModuleType:
+    kind = kind or ("cuda" if verts_ndc.is_cuda else "cpp")
+    if kind in ("cpp", EMULATION) and verts_ndc.is_cuda:
+        raise ValueError(f"the {kind} kernel runs on CPU tensors; use kind='cuda' for CUDA tensors")
+    return load_extension(kind)
+
+
+def bin_faces(verts_ndc: torch.Tensor, faces: torch.Tensor, image_size: int, cutoff_sq: float,
+              tile: int | None = None, kind: str | None = None) -> dict[str, torch.Tensor]:
+    """The screen-tile face bins the CUDA kernel works from (same C++ code on CPU and CUDA).
+
+    Args:
+        verts_ndc: (B, V, 3) NDC x, y and camera depth z.
+        faces: (F, 3) vertex indices.
+        image_size: S.
+        cutoff_sq: squared cutoff distance (``RasterSettings.cutoff_sq``).
+        tile: tile side in pixels (default: the CUDA kernel's, ``module.cuda_tile``).
+        kind: extension to use, as in :func:`soft_silhouette_ext`.
+    Returns:
+        ``windows`` (B, F, 4) int32 ``c0, c1, r0, r1``; ``tile_offsets`` (B * T + 1) int64 with
+        ``T = ceil(S / tile)^2`` row-major tiles per image; ``tile_faces`` (P,) int32 (each tile's
+        faces ascending); ``face_pair_offsets`` (B * F + 1) int64 and ``pair_slot`` (P,) int64 (where
+        face ``f`` of item ``b``'s tile entries sit in ``tile_faces``).
+    """
+    _check_mesh(verts_ndc, faces)
+    module = _module_for(verts_ndc, kind)
+    tile = int(tile if tile is not None else module.cuda_tile)
+    faces = faces.to(device=verts_ndc.device, dtype=torch.long).contiguous()
+    out = module.bin_faces(verts_ndc.detach().contiguous(), faces, int(image_size), float(cutoff_sq), tile)
+    names = ("windows", "tile_offsets", "tile_faces", "face_pair_offsets", "pair_slot")
+    return dict(zip(names, out))
 
 
 def soft_silhouette_ext(verts_ndc: torch.Tensor, faces: torch.Tensor, image_size: int, sigma: float,
-                        cutoff_sq: float, kind: str | None = None) -> torch.Tensor:
+                        cutoff_sq: float, kind: str | None = None, deterministic: bool | None = None) -> torch.Tensor:
     """Soft silhouettes with the fused kernel (same result as ``soft_silhouette_torch``).
 
     Args:
@@ -174,22 +243,18 @@ def soft_silhouette_ext(verts_ndc: torch.Tensor, faces: torch.Tensor, image_size
         sigma: sharpness (> 0).
         cutoff_sq: outside pairs with ``d^2 >= cutoff_sq`` are dropped.
         kind: "cpp" or "cuda"; default: "cuda" for CUDA tensors, else "cpp".
+        deterministic: CUDA backward without float atomics (bitwise reproducible, possibly slower);
+            default ``torch.are_deterministic_algorithms_enabled()``. The CPU kernel always is.
     Returns:
         (B, S, S) silhouettes in [0, 1], dtype of ``verts_ndc``, row 0 at the top; differentiable
         w.r.t. ``verts_ndc`` (x and y; the z gradient is zero).
     Raises:
         BackendUnavailable: the kernel cannot be built here.
     """
-    if verts_ndc.dim() != 3 or verts_ndc.shape[-1] != 3:
-        raise ValueError(f"verts_ndc must be (B, V, 3), got {tuple(verts_ndc.shape)}")
-    if faces.dim() != 2 or faces.shape[-1] != 3:
-        raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
-    if verts_ndc.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"verts_ndc must be float32 or float64, got {verts_ndc.dtype}")
-    kind = kind or ("cuda" if verts_ndc.is_cuda else "cpp")
-    if kind == "cpp" and verts_ndc.is_cuda:
-        raise ValueError("the cpp kernel runs on CPU tensors; use kind='cuda' for CUDA tensors")
-    module = load_extension(kind)
+    _check_mesh(verts_ndc, faces)
+    module = _module_for(verts_ndc, kind)
+    if deterministic is None:
+        deterministic = torch.are_deterministic_algorithms_enabled()
     faces = faces.to(device=verts_ndc.device, dtype=torch.long).contiguous()
     return _SoftSilhouette.apply(verts_ndc.contiguous(), faces, module, int(image_size), float(sigma),
-                                 float(cutoff_sq))
+                                 float(cutoff_sq), bool(deterministic))

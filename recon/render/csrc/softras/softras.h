@@ -2,8 +2,11 @@
 //
 //   forward(verts (B, V, 3), faces (F, 3) int64, S, sigma, cutoff_sq)
 //       -> {silhouette (B, S, S), log_sum (B, S, S)}, log_sum = sum over kept pairs of log(1 - D)
-//   backward(grad_silhouette (B, S, S), verts, faces, log_sum, S, sigma, cutoff_sq)
+//       On CUDA the list also holds the five face-bin tensors of softras_tiles.h (bin_faces); hand
+//       them back to backward to skip re-binning.
+//   backward(grad_silhouette (B, S, S), verts, faces, log_sum, S, sigma, cutoff_sq, deterministic, bins)
 //       -> grad_verts (B, V, 3) (the z column is zero: depth only decides visibility)
+//       deterministic: CUDA only (the CPU kernel always is): no float atomics, fixed reduction order.
 //
 // The math is in softras_math.h; softras_cpu.cpp and softras_cuda.cu run it on each device.
 #pragma once
@@ -27,7 +30,8 @@ at::Tensor backward_cpu(const at::Tensor& grad_sil, const at::Tensor& verts, con
 std::vector<at::Tensor> forward_cuda(const at::Tensor& verts, const at::Tensor& faces, int64_t image_size,
                                      double sigma, double cutoff_sq);
 at::Tensor backward_cuda(const at::Tensor& grad_sil, const at::Tensor& verts, const at::Tensor& faces,
-                         const at::Tensor& log_sum, int64_t image_size, double sigma, double cutoff_sq);
+                         const at::Tensor& log_sum, int64_t image_size, double sigma, double cutoff_sq,
+                         bool deterministic, const std::vector<at::Tensor>& bins);
 #endif
 
 inline void check_inputs(const at::Tensor& verts, const at::Tensor& faces, int64_t image_size, double sigma,
@@ -80,12 +84,13 @@ inline std::vector<at::Tensor> forward(const at::Tensor& verts, const at::Tensor
 }
 
 inline at::Tensor backward(const at::Tensor& grad_sil, const at::Tensor& verts, const at::Tensor& faces,
-                           const at::Tensor& log_sum, int64_t image_size, double sigma, double cutoff_sq) {
+                           const at::Tensor& log_sum, int64_t image_size, double sigma, double cutoff_sq,
+                           bool deterministic = false, const std::vector<at::Tensor>& bins = {}) {
   check_inputs(verts, faces, image_size, sigma, cutoff_sq);
   check_grad_inputs(grad_sil, verts, log_sum, image_size);
   if (verts.is_cuda()) {
 #ifdef RECON_WITH_CUDA
-    return backward_cuda(grad_sil, verts, faces, log_sum, image_size, sigma, cutoff_sq);
+    return backward_cuda(grad_sil, verts, faces, log_sum, image_size, sigma, cutoff_sq, deterministic, bins);
 #else
     TORCH_CHECK(false, "softras: not compiled with GPU support");
 #endif

@@ -1,0 +1,115 @@
+"""Atomic file output: every file recon writes goes to a temp file beside its target, then is
+renamed over it, so a reader (or a crash) never sees half a file.
+
+A target that exists and is not a regular file (a directory, a device such as ``/dev/null``, a
+FIFO, a socket) is refused with ``OutputPathError`` naming it: the rename would replace it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = ["OutputPathError", "check_output_file", "check_writable_file", "check_output_dir", "atomic_path", "atomic_write_bytes",
+           "write_json"]
+
+
+class OutputPathError(ValueError):
+    """An output path that must not be written (a special file, a directory where a file is expected)."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_output_file(path: str | os.PathLike, flag: str = "") -> Path:
+    """Raise ``OutputPathError`` unless ``path`` is absent or a regular file (a symlink is judged by
+    its target). ``flag`` (e.g. ``"--json"``) prefixes the message. Returns ``Path(path)``."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return path  # absent (or a dangling symlink): writing creates it
+    if not stat.S_ISREG(mode):
+        prefix = f"{flag} " if flag else ""
+        raise OutputPathError(f"{prefix}{path}: exists and is {_kind(mode)}, expected a regular file; "
+                              f"refusing to replace it")
+    return path
+
+
+def check_writable_file(path: str | os.PathLike, flag: str = "") -> Path:
+    """``check_output_file`` and ``check_output_dir`` of its directory, the messages naming ``path``:
+    call it before long work whose result goes to ``path``. Creates nothing."""
+    path = check_output_file(path, flag)
+    try:
+        check_output_dir(path.parent)
+    except OutputPathError as e:
+        prefix = f"{flag} " if flag else ""
+        raise OutputPathError(f"{prefix}{path}: {str(e).split(': ', 1)[1]}") from None
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, flag: str = "") -> Path:
+    """Raise ``OutputPathError`` if ``path`` exists and is not a directory, or if files cannot be
+    created in it (or, while it does not exist, in its nearest existing ancestor): call it before
+    long work, so nothing is computed for outputs that cannot be written. Creates nothing."""
+    path = Path(path)
+    prefix = f"{flag} " if flag else ""
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{prefix}{path}: exists and is not a directory")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"{prefix}{path}: {parent} is not a directory")
+    try:  # a real probe: permissions, read-only mounts and root all answer the same way
+        fd, probe = tempfile.mkstemp(prefix=".recon-write-test.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputPathError(f"{prefix}{path}: cannot write in {parent} ({e.strerror or e})") from None
+    return path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it gets normal permissions (umask) and is
+    renamed onto ``path``, on any error it is removed. Readers never see a half-written file.
+
+    Raises:
+        OutputPathError: ``path`` exists and is not a regular file (checked before and after writing).
+    """
+    path = check_output_file(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
+        check_output_file(path)  # something may have appeared there while we wrote
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file + rename (never a half-written file)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """``obj`` as indented JSON (numpy/torch scalars become floats), written atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=float) + "\n").encode())

@@ -1,0 +1,158 @@
+"""Pictures: shaded mesh renders, the Fig. 2-style prediction grid, training curves, and the
+prediction meshes saved beside them. Every file is written atomically."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import matplotlib
+import numpy as np
+import torch
+from PIL import Image
+
+from recon.data.raster import render_views
+from recon.io import atomic_write_bytes, write_json
+from recon.mesh import save_obj, voxels_to_mesh
+from recon.mesh_export import save_glb, save_ply
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
+
+if TYPE_CHECKING:  # recon.evaluate imports this module to draw its figures
+    from recon.evaluate import Prediction
+
+__all__ = ["FIG_VIEWS", "MANIFEST_NAME", "render_mesh_rgb", "figure_predictions", "prediction_mesh_name",
+           "save_prediction_meshes", "plot_curves"]
+
+FIG_VIEWS = (3, 9, 15)  # three viewpoints 90 degrees apart, none of them a canonical side view
+MANIFEST_NAME = "predictions.json"  # what save_prediction_meshes wrote, beside the meshes
+
+
+def _save_figure(fig: Any, path: str | os.PathLike) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def render_mesh_rgb(verts: torch.Tensor, faces: torch.Tensor, views: Sequence[int] = FIG_VIEWS,
+                    image_size: int = 128) -> np.ndarray:
+    """Shaded renders of a mesh (verts (V, 3), faces (F, 3)) on white. Returns (len(views), S, S, 3) uint8."""
+    if faces.numel() == 0:
+        return np.full((len(views), image_size, image_size, 3), 255, np.uint8)
+    rgba = render_views(verts.detach().cpu().float(), faces.cpu(), list(views), image_size=image_size)
+    rgba = rgba.astype(np.float32) / 255.0
+    rgb, a = rgba[:, :3], rgba[:, 3:4]
+    out = rgb + (1 - a)  # RGB is premultiplied (over black): composite on white
+    return (out.transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+
+
+def _image_rgb(image: torch.Tensor) -> np.ndarray:
+    """(4, S, S) premultiplied RGBA in [0,1] (a dataset image) -> (S, S, 3) on white."""
+    x = image.detach().cpu().numpy()
+    rgb = x[:3] + (1 - x[3:4])
+    return (rgb.transpose(1, 2, 0) * 255).round().clip(0, 255).astype(np.uint8)
+
+
+def figure_predictions(predictions: Sequence["Prediction"], faces: torch.Tensor, path: str | os.PathLike,
+                       title: str = "") -> None:
+    """Fig. 2-style grid: per row the input image, the predicted mesh from 3 viewpoints and the
+    ground-truth voxels from the first of those viewpoints. Written atomically as PNG."""
+    rows = max(len(predictions), 1)
+    fig, axes = plt.subplots(rows, 5, figsize=(10, 2.1 * rows), squeeze=False)
+    heads = ["input"] + [f"prediction, view {v}" for v in FIG_VIEWS] + ["GT voxels"]
+    for r, p in enumerate(predictions):
+        pred = render_mesh_rgb(p.verts, faces)
+        gv, gf = voxels_to_mesh(p.voxels)
+        gt = render_mesh_rgb(gv, gf, views=FIG_VIEWS[:1])
+        for c, img in enumerate([_image_rgb(p.image), *pred, gt[0]]):
+            ax = axes[r, c]
+            ax.imshow(img)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(heads[c], fontsize=8)
+        axes[r, 0].set_ylabel(f"{p.name}\nIoU {p.iou:.2f}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.1 * rows)) if title else None)
+    _save_figure(fig, path)
+
+
+def prediction_mesh_name(category: str, object_id: str, view: int) -> str:
+    """File stem of a saved prediction: ``<category>_<object id>_view<vv>`` (unsafe characters -> ``_``)."""
+    safe_id = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in object_id)[:64]
+    return f"{category}_{safe_id}_view{view:02d}"
+
+
+def save_prediction_meshes(predictions: Sequence["Prediction"], faces: torch.Tensor, out_dir: str | os.PathLike,
+                           colors: Sequence[torch.Tensor | None] | None = None) -> list[Path]:
+    """Write each kept prediction as ``<category>_<object>_view<v>``: ``.obj``, ``.ply`` and ``.glb``
+    (vertex colours, see ``recon.mesh_export``), its input image as ``_input.png``, and a manifest
+    ``predictions.json`` listing them (what ``recon.report.viewer.viewer_items_from_meshes`` reads).
+
+    Args:
+        faces: (F, 3) shared by every prediction.
+        colors: per prediction (V, 3) sRGB in [0, 1] or None (grey); None for all grey.
+    Returns:
+        The .obj paths, in order.
+    """
+    if colors is not None and len(colors) != len(predictions):
+        raise ValueError(f"save_prediction_meshes: {len(colors)} colour arrays for {len(predictions)} predictions")
+    out, manifest = [], []
+    for i, p in enumerate(predictions):
+        stem = prediction_mesh_name(p.name, p.object_id, p.view)
+        rgb = None if colors is None else colors[i]
+        path = Path(out_dir) / f"{stem}.obj"
+        save_obj(path, p.verts, faces)
+        save_ply(path.with_suffix(".ply"), p.verts, faces, rgb)
+        save_glb(path.with_suffix(".glb"), p.verts, faces, rgb)
+        buf = io.BytesIO()
+        Image.fromarray(_image_rgb(p.image)).save(buf, format="PNG")
+        atomic_write_bytes(Path(out_dir) / f"{stem}_input.png", buf.getvalue())
+        manifest.append({"stem": stem, "category": p.category, "name": p.name, "object_id": p.object_id,
+                         "view": int(p.view), "iou": float(p.iou) if math.isfinite(p.iou) else None,
+                         "files": {"obj": f"{stem}.obj", "ply": f"{stem}.ply", "glb": f"{stem}.glb",
+                                   "input": f"{stem}_input.png"}})
+        out.append(path)
+    write_json(manifest, Path(out_dir) / MANIFEST_NAME)
+    return out
+
+
+def _curve(records: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of ``key``; a step logged twice (before a crash and after resuming) keeps the later value."""
+    by_step = {int(r["step"]): float(r[key]) for r in records if key in r and r[key] is not None}
+    steps = np.array(sorted(by_step), dtype=np.int64)
+    return steps, np.array([by_step[s] for s in steps], dtype=np.float64)
+
+
+def plot_curves(runs: dict[str, Sequence[dict[str, Any]]], path: str | os.PathLike) -> None:
+    """Training loss (raw, and a moving average) and validation IoU against steps, one line per run.
+
+    Args:
+        runs: run name -> its ``metrics.jsonl`` records (``recon.runs.read_metrics``).
+    """
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (name, recs) in enumerate(runs.items()):
+        color = f"C{i}"
+        steps, loss = _curve(recs, "loss")
+        if len(steps):
+            ax_loss.plot(steps, loss, color=color, alpha=0.25, lw=0.8)
+            k = max(1, len(loss) // 20)
+            smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+            ax_loss.plot(steps[k - 1:], smooth, color=color, lw=1.8, label=name)
+        steps, iou = _curve(recs, "val_iou")
+        if len(steps):
+            ax_iou.plot(steps, iou, color=color, marker="o", ms=3, lw=1.5, label=name)
+    ax_loss.set(title="training loss (silhouette IoU + regularisers)", xlabel="step", ylabel="loss")
+    ax_iou.set(title="validation 3D IoU", xlabel="step", ylabel="IoU")
+    for ax in (ax_loss, ax_iou):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.tight_layout()
+    _save_figure(fig, path)

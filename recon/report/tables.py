@@ -1,0 +1,120 @@
+"""Result tables from records: the eval table (console) and the comparison's Table 1 (console,
+Markdown). Every row of every table has one shape (see ``recon.evaluate``)::
+
+    row = {"mean_iou": float, "mean_loss": float | None,
+           "per_category": {name: {"iou": float, "loss": ..., "chamfer": ..., "fscore": ..., "n": int}}}
+
+An eval record is a row plus ``baselines: {name: row}``; a comparison record has
+``encoders: {name: row + parameters, steps, train_time_s}`` and ``baselines``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from recon.report.format import fmt
+
+__all__ = ["REFERENCE_NAMES", "reference_label", "category_iou", "results_table", "comparison_rows",
+           "TABLE1_COLUMNS", "markdown_table", "comparison_table"]
+
+REFERENCE_NAMES = {"template": "template sphere", "mean_shape": "category-mean shape", "oracle": "GT mesh (oracle)"}
+
+
+def reference_label(name: str) -> str:
+    """Display name of a reference row (``template`` -> ``template sphere``)."""
+    return REFERENCE_NAMES.get(name, name)
+
+
+def category_iou(row: dict[str, Any], category: str) -> float | None:
+    """IoU of ``category`` in a row, None when the row has no value for it."""
+    return (row.get("per_category", {}).get(category) or {}).get("iou")
+
+
+def results_table(record: dict[str, Any], title: str = "3D reconstruction") -> Table:
+    """The eval table: one line per category (n, silhouette loss, IoU, Chamfer, F-score and the IoU of
+    every reference row), then the means."""
+    refs = record.get("baselines", {})
+    t = Table(title=title)
+    t.add_column("category")
+    for col in ("n", "sil. loss", "3D IoU", "Chamfer", "F@0.05", *(f"IoU {reference_label(r)}" for r in refs)):
+        t.add_column(col, justify="right")
+    for name, m in sorted(record["per_category"].items()):
+        t.add_row(name, fmt(m.get("n"), "count"), fmt(m.get("loss"), "loss"), fmt(m.get("iou"), "iou"),
+                  fmt(m.get("chamfer"), "chamfer"), fmt(m.get("fscore"), "fscore"),
+                  *(fmt(category_iou(r, name), "iou") for r in refs.values()))
+    t.add_section()
+    t.add_row("[bold]mean", "", fmt(record.get("mean_loss"), "loss"), f"[bold]{fmt(record.get('mean_iou'), 'iou')}",
+              fmt(record.get("mean_chamfer"), "chamfer"), fmt(record.get("mean_fscore"), "fscore"),
+              *(fmt(r.get("mean_iou"), "iou") for r in refs.values()))
+    return t
+
+
+def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table 1 rows of a comparison record, encoders first, then the reference rows. Each is
+    ``{label, key (dotted path of the row in table.json), reference (bool), row (the record's row),
+    parameters, encoder_parameters, steps, train_time_s, mean_loss, mean_iou}``."""
+    rows = []
+    for name, e in record["encoders"].items():
+        rows.append({"label": name, "key": f"encoders.{name}", "reference": False, "row": e,
+                     "parameters": e["parameters"]["total"], "encoder_parameters": e["parameters"]["encoder"],
+                     "steps": e["steps"], "train_time_s": e["train_time_s"], "mean_loss": e["mean_loss"],
+                     "mean_iou": e["mean_iou"]})
+    for name, b in record["baselines"].items():
+        rows.append({"label": reference_label(name), "key": f"baselines.{name}", "reference": True, "row": b,
+                     "parameters": None, "encoder_parameters": None, "steps": None, "train_time_s": None,
+                     "mean_loss": b.get("mean_loss"), "mean_iou": b["mean_iou"]})
+    return rows
+
+
+# (column title, row field, JSON key suffix under the row, format kind)
+TABLE1_COLUMNS = [("parameters (encoder)", "encoder_parameters", "parameters.encoder", "parameters"),
+                  ("parameters (total)", "parameters", "parameters.total", "parameters"),
+                  ("steps", "steps", "steps", "steps"),
+                  ("train time (s)", "train_time_s", "train_time_s", "seconds"),
+                  ("mean loss", "mean_loss", "mean_loss", "loss"),
+                  ("mean IoU", "mean_iou", "mean_iou", "iou")]
+
+
+def _scope(record: dict[str, Any]) -> str:
+    n = record["max_per_category"]
+    s = record["settings"]
+    return (f"{len(record['views'])} views per object, {'all' if n is None else f'first {n}'} objects per category, "
+            f"{s['iterations']} training steps, seed {s['seed']}, batch size {s['batch_size']}, lr {s['lr']}, "
+            f"3D IoU protocol {record.get('protocol', 'exact')}.")
+
+
+def markdown_table(record: dict[str, Any]) -> str:
+    """Table 1 (parameters, steps, train time, mean loss, mean IoU) and per-category IoUs as Markdown."""
+    rows, cats = comparison_rows(record), record["categories"]
+    lines = [f"# Encoder comparison on {Path(record['data']).name}:{record['split']}", "", _scope(record), "",
+             "## Table 1", "",
+             "| method | " + " | ".join(c[0] for c in TABLE1_COLUMNS) + " |",
+             "|---|" + "---:|" * len(TABLE1_COLUMNS)]
+    for r in rows:
+        lines.append(f"| {r['label']} | " + " | ".join(fmt(r[c[1]], c[3]) for c in TABLE1_COLUMNS) + " |")
+    lines += ["", "## 3D IoU per category", "",
+              "| method | " + " | ".join(cats) + " | mean |", "|---|" + "---:|" * (len(cats) + 1)]
+    for r in rows:
+        lines.append(f"| {r['label']} | " + " | ".join(fmt(category_iou(r["row"], c), "iou") for c in cats)
+                     + f" | {fmt(r['mean_iou'], 'iou')} |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_table(record: dict[str, Any]) -> Table:
+    """Table 1 with per-category IoUs as a rich Table for the console."""
+    cats = record["categories"]
+    t = Table(title=f"Encoder comparison on {Path(record['data']).name}:{record['split']}")
+    t.add_column("method", no_wrap=True)
+    for title, *_ in TABLE1_COLUMNS:
+        t.add_column(title, justify="right")
+    for c in cats:
+        t.add_column(f"IoU {c}", justify="right")
+    for i, r in enumerate(comparison_rows(record)):
+        if i == len(record["encoders"]):
+            t.add_section()
+        t.add_row(r["label"], *(fmt(r[c[1]], c[3]) for c in TABLE1_COLUMNS),
+                  *(fmt(category_iou(r["row"], c), "iou") for c in cats))
+    return t
