@@ -7,6 +7,12 @@ Trains each encoder into OUT/<encoder>/ (a finished run is reused, an unfinished
 evaluates all of them on the test split and writes OUT/table.json, OUT/table.md,
 OUT/curves.png, OUT/<encoder>_predictions.png and OUT/report.html (self-contained).
 Every training flag of pipelines.train is accepted and shared by all encoders.
+
+    python -m pipelines.compare --preset softras-shapenet --data data/shapenet.h5 --out runs/softras
+
+--preset NAME sets flag values (explicit flags override them): softras-shapenet (SoftRas's schedule,
+13 classes, scored like SoftRas: protocol softras, split val, last checkpoint, published numbers beside
+ours), report-6 (the same on six classes), demo (1000 steps, batch 16, lr 5e-4, val every 250).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import sys
 from rich.markup import escape
 
 from pipelines.cli import OneLineParser, TrainProgress, console, make_progress, user_errors, wide_print
-from recon.compare import run_comparison
+from recon.compare import preset_defaults, run_comparison
 from recon.config import CompareConfig, TrainConfig, add_dataclass_args, config_from_args
 from recon.report import comparison_table
 from recon.training import TrainingError
@@ -29,20 +35,35 @@ def build_parser() -> argparse.ArgumentParser:
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_args(p, CompareConfig, skip=("train",))
     add_dataclass_args(p, TrainConfig, skip=("out", "encoder", "resume"))
-    p.set_defaults(iterations=0)  # the budget per encoder is always given explicitly
+    p.set_defaults(iterations=0)  # the budget per encoder is always given explicitly (or by a preset)
     return p
+
+
+def _preset_name(argv: list[str]) -> str | None:
+    """The value of ``--preset`` in ``argv`` (None when absent), read before the full parse."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default=None)
+    return pre.parse_known_args(argv)[0].preset
 
 
 def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    name = _preset_name(argv)
+    if name is not None:
+        try:
+            parser.set_defaults(**preset_defaults(name))  # explicit flags parsed below override these
+        except ValueError as e:
+            parser.error(str(e))
+    args = parser.parse_args(argv)
     cfg = config_from_args(CompareConfig, args)
     cfg.train = config_from_args(TrainConfig, args)
     with user_errors(TrainingError):
         encoders = cfg.validate()
-        console.print(f"[bold]recon compare[/] {', '.join(encoders)} on {escape(cfg.train.data)}: "
+        preset = f" (preset {cfg.preset})" if cfg.preset else ""
+        console.print(f"[bold]recon compare[/]{escape(preset)} {', '.join(encoders)} on {escape(cfg.train.data)}: "
                       f"{cfg.train.iterations} steps each, seed {cfg.train.seed}, batch size {cfg.train.batch_size}, "
-                      f"lr {cfg.train.lr} -> {escape(cfg.out)}")
+                      f"lr {cfg.train.lr}, 3D IoU protocol {cfg.protocol} on {cfg.split} -> {escape(cfg.out)}")
         bar, tasks = make_progress(), {}
 
         def progress(encoder: str, done: int, total: int) -> None:

@@ -19,6 +19,7 @@ from recon.data.dataset import split_categories
 from recon.data.schema import validate as validate_dataset
 from recon.io import atomic_write_bytes, check_output_dir
 from recon.models.encoders import ENCODERS
+from recon.protocols import check_protocol
 from recon.render import BACKENDS
 
 __all__ = ["TrainConfig", "EvalConfig", "CompareConfig", "DemoConfig", "VIEWS_HELP", "parse_views", "add_dataclass_args", "config_from_args",
@@ -89,6 +90,9 @@ class TrainConfig:
     lambda_lap: float = field(default=5e-3, metadata={"help": "Laplacian regulariser weight"})
     lambda_flat: float = field(default=5e-4, metadata={"help": "flatten regulariser weight"})
     sigma: float = field(default=1e-4, metadata={"help": "soft rasterizer sharpness"})
+    eps: float = field(default=1e-4, metadata={"help": "soft rasterizer cutoff: pixel-face pairs whose probability is "
+                                                       "below eps are skipped (SoftRas dist_eps: 1e-4 library "
+                                                       "default, 1e-10 in its examples/recon training)"})
     decay_at: float = field(default=0.6, metadata={"help": "fraction of the run after which lr and sigma are x decay "
                                                             "(SoftRas: 150k of 250k)"})
     decay: float = field(default=0.3, metadata={"help": "lr and sigma multiplier after decay_at"})
@@ -131,6 +135,9 @@ class TrainConfig:
             v = getattr(self, name)
             if not (v > 0 and math.isfinite(v)):
                 raise ValueError(f"--{name} must be a positive finite number, got {v}")
+        if not 0 < self.eps < 0.5:
+            raise ValueError(f"--eps must be in (0, 0.5) (SoftRas: 1e-10 in training, 1e-4 by default), "
+                             f"got {self.eps}")
         for name in ("lambda_lap", "lambda_flat"):
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
@@ -162,6 +169,9 @@ class EvalConfig:
     backend: str = field(default="softras",
                          metadata={"help": "renderer for the silhouette loss: " + " | ".join(BACKENDS)})
     impl: str = field(default="auto", metadata={"help": "softras implementation: auto | torch | cpp | cuda"})
+    protocol: str = field(default="softras", metadata={
+        "help": "3D IoU protocol: softras (SoftRas/NMR evaluate_iou, the published numbers) | exact (ray parity at "
+                "the cell centres of [-0.5, 0.5]^3)", "choices": ("softras", "exact")})
     encoder: str | None = field(default=None, metadata={"help": "expected encoder; error if the checkpoint differs"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     max_per_category: int | None = field(default=None,
@@ -180,6 +190,7 @@ class EvalConfig:
         if self.split not in ("train", "val", "test"):
             raise ValueError(f"--split {self.split!r}: expected train, val or test")
         _check_common(self.device, self.backend)
+        check_protocol(self.protocol)
         if self.encoder is not None and self.encoder not in ENCODERS:
             raise ValueError(f"--encoder {self.encoder!r} unknown; valid encoders: {', '.join(ENCODERS)}")
         if self.figures < 0:
@@ -203,6 +214,14 @@ class CompareConfig:
     max_per_category: int = field(default=0, metadata={"help": "evaluate the first N objects per category (0 = all)"})
     checkpoint: str = field(default="best", metadata={"help": "evaluate best.pt (by val IoU) or last.pt",
                                                       "choices": ("best", "last")})
+    protocol: str = field(default="softras", metadata={"help": "3D IoU protocol: softras | exact (see pipelines.eval)",
+                                                       "choices": ("softras", "exact")})
+    classes: str | None = field(default=None, metadata={
+        "help": "comma-separated category keys or names the dataset must hold exactly (error otherwise; convert "
+                "with --classes)"})
+    preset: str | None = field(default=None, metadata={
+        "help": "named settings (recon.compare.PRESETS): softras-shapenet | report-6 | demo; explicit flags override "
+                "them"})
     figures: int = field(default=2, metadata={"help": "Fig. 2 rows per category"})
     full_metrics: bool = field(default=True, metadata={"help": "also compute Chamfer distance and F-score"})
 
@@ -226,6 +245,7 @@ class CompareConfig:
             raise ValueError(f"--split {self.split!r}: expected train, val or test")
         if self.checkpoint not in ("best", "last"):
             raise ValueError(f"--checkpoint must be best or last, got {self.checkpoint!r}")
+        check_protocol(self.protocol)
         if min(self.max_per_category, self.figures) < 0:
             raise ValueError("--max-per-category and --figures must be >= 0")
         if not self.out.strip():
@@ -234,9 +254,26 @@ class CompareConfig:
         check_output_dir(self.out, "--out")
         info = validate_dataset(self.train.data, require_splits=("train", "val", self.split))
         split_categories(info, "train")
+        if self.classes:
+            _check_classes(info, self.classes, self.preset)
         parse_views(self.views, info.num_views, "--views")
         parse_views(self.train.val_views, info.num_views, "--val-views")
         return encoders
+
+
+def _check_classes(info: Any, classes: str, preset: str | None) -> None:
+    """The dataset holds exactly the categories of ``--classes`` (keys or names), else a one-line error."""
+    wanted = [c.strip() for c in classes.split(",") if c.strip()]
+    have = {key: name for key, name in info.categories.items()}
+    missing = [c for c in wanted if c not in have and c not in have.values()]
+    extra = [k for k, n in have.items() if k not in wanted and n not in wanted]
+    if missing or extra:
+        what = (f"lacks {', '.join(missing)}" if missing else "") + ("; " if missing and extra else "") + \
+            (f"also holds {', '.join(f'{k} ({have[k]})' for k in extra)}" if extra else "")
+        source = f"--preset {preset}" if preset else "--classes"
+        raise ValueError(f"{info.path}: {source} needs exactly the categories {','.join(wanted)}; the dataset {what} "
+                         f"(convert with: python -m pipelines.convert softras --src DIR --out FILE --classes "
+                         f"{','.join(wanted)})")
 
 
 @dataclass

@@ -8,11 +8,15 @@ Two ways to fill a mesh:
 * ``voxelize`` (batched, exact ray parity) for closed meshes such as the predicted ones;
 * ``winding_occupancy`` (generalized winding number) for arbitrary user meshes that may be
   open, self-intersecting or made of several overlapping parts.
+
+``voxelize`` is the ``exact`` 3D-IoU protocol; SoftRas's published one (``softras``, the default of
+evaluation) lives in ``recon.protocols``. ``mesh_metrics`` scores meshes under either.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import torch
 
@@ -27,6 +31,7 @@ __all__ = [
     "chamfer_distance",
     "fscore",
     "mesh_vs_voxels_metrics",
+    "mesh_metrics",
 ]
 
 
@@ -374,14 +379,47 @@ def fscore(a: torch.Tensor, b: torch.Tensor, threshold: float = 0.05) -> torch.T
     return _chamfer_and_fscore(a, b, threshold)[1]
 
 
+def _point_scores(verts: torch.Tensor, faces: torch.Tensor, reference: Callable[[int], torch.Tensor],
+                  n_points: int, seed: int, fscore_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chamfer and F-score of each mesh ``verts[b]`` (``n_points`` samples, generator seeded with
+    ``seed + b``) against ``reference(b)`` (P, 3); NaN for an empty reference or a zero-area mesh."""
+    chamfer = torch.full((verts.shape[0],), float("nan"))
+    fs = torch.full((verts.shape[0],), float("nan"))
+    for b in range(verts.shape[0]):
+        ref = reference(b)
+        if ref.shape[0] == 0:
+            continue
+        try:
+            pts = sample_mesh_surface(verts[b].float(), faces, n_points, torch.Generator().manual_seed(seed + b))
+        except ValueError:
+            continue
+        chamfer[b], fs[b] = _chamfer_and_fscore(pts.detach().cpu().float(), ref.detach().cpu().float(),
+                                                fscore_threshold)
+    return chamfer, fs
+
+
+def _voxel_reference(gt: torch.Tensor, lo: float, hi: float) -> Callable[[int], torch.Tensor]:
+    """``reference(b)``: surface cell centres of ``gt[b]``, computed once per distinct grid (eval
+    scores many views of one object against the same grid)."""
+    cache: dict[str, Any] = {"of": None, "points": None}
+
+    def reference(b: int) -> torch.Tensor:
+        if cache["of"] is None or not torch.equal(gt[b], gt[cache["of"]]):
+            cache["of"], cache["points"] = b, surface_points_from_voxels(gt[b], lo, hi)
+        return cache["points"]
+
+    return reference
+
+
 def mesh_vs_voxels_metrics(verts: torch.Tensor, faces: torch.Tensor, gt_voxels: torch.Tensor,
                            n_points: int = 2048, seed: int = 0, lo: float = -0.5, hi: float = 0.5,
                            fscore_threshold: float = 0.05) -> dict[str, torch.Tensor]:
-    """Score predicted closed meshes against ground-truth occupancy grids.
+    """Score predicted closed meshes against ground-truth occupancy grids (protocol ``exact``).
 
     IoU: ``voxelize`` the mesh on the grid of ``gt_voxels``. Chamfer / F-score: ``n_points``
     area-weighted samples on the mesh (generator seeded with ``seed + b`` for object ``b``) vs
     ``surface_points_from_voxels(gt)``; NaN for an empty ground truth or a zero-area mesh.
+    :func:`mesh_metrics` does the same under any protocol, against GT mesh points when there are.
 
     Args:
         verts: (B, V, 3); faces: (F, 3) int64; gt_voxels: (B, R, R, R) bool.
@@ -393,19 +431,41 @@ def mesh_vs_voxels_metrics(verts: torch.Tensor, faces: torch.Tensor, gt_voxels: 
                          f"got {tuple(gt_voxels.shape)}")
     gt = gt_voxels.bool().cpu()
     pred = voxelize(verts, faces, gt.shape[1], lo, hi).cpu()
-    iou = iou_3d(pred, gt)
-    chamfer = torch.full((verts.shape[0],), float("nan"))
-    fs = torch.full((verts.shape[0],), float("nan"))
-    ref, ref_of = None, None
-    for b in range(verts.shape[0]):
-        if ref_of is None or not torch.equal(gt[b], gt[ref_of]):  # eval scores many views of one object
-            ref, ref_of = surface_points_from_voxels(gt[b], lo, hi), b
-        if ref.shape[0] == 0:
-            continue
-        try:
-            pts = sample_mesh_surface(verts[b].float(), faces, n_points,
-                                      torch.Generator().manual_seed(seed + b))
-        except ValueError:
-            continue
-        chamfer[b], fs[b] = _chamfer_and_fscore(pts.detach().cpu().float(), ref.float(), fscore_threshold)
-    return {"iou": iou, "chamfer": chamfer, "fscore": fs}
+    chamfer, fs = _point_scores(verts, faces, _voxel_reference(gt, lo, hi), n_points, seed, fscore_threshold)
+    return {"iou": iou_3d(pred, gt), "chamfer": chamfer, "fscore": fs}
+
+
+def mesh_metrics(verts: torch.Tensor, faces: torch.Tensor, gt_voxels: torch.Tensor, protocol: str = "softras",
+                 ref_points: torch.Tensor | None = None, grid_protocol: str | None = None, full: bool = True,
+                 n_points: int = 2048, seed: int = 0, fscore_threshold: float = 0.05) -> dict[str, torch.Tensor]:
+    """Score meshes against one object's ground truth under a 3D-IoU protocol.
+
+    IoU: the meshes voxelized under ``protocol`` (``recon.protocols.voxelize``) against
+    ``gt_voxels``, the grid that protocol compares with. Chamfer / F-score (``full``): ``n_points``
+    area-weighted samples on each mesh (generator seeded with ``seed + b``) against ``ref_points``,
+    points sampled on the ground-truth mesh, when given (the usual practice); else against the
+    surface cell centres of ``gt_voxels`` placed on the grid of ``grid_protocol`` (default:
+    ``protocol``; see ``recon.protocols.grid_bounds``). NaN where a mesh has no area or the
+    reference no point.
+
+    Args:
+        verts: (B, V, 3); faces: (F, 3) int64; gt_voxels: (B, R, R, R) bool.
+        ref_points: (P, 3) or None, shared by the batch (the views of one object).
+    Returns:
+        ``{"iou"}`` and, when ``full``, ``"chamfer", "fscore"``; each (B,) float32.
+    """
+    from recon.protocols import grid_bounds, voxelize as voxelize_protocol
+
+    if gt_voxels.ndim != 4 or gt_voxels.shape[0] != verts.shape[0]:
+        raise ValueError(f"mesh_metrics: gt_voxels must be (B={verts.shape[0]}, R, R, R), "
+                         f"got {tuple(gt_voxels.shape)}")
+    gt = gt_voxels.bool().cpu()
+    out = {"iou": iou_3d(voxelize_protocol(verts, faces, gt.shape[1], protocol).cpu(), gt)}
+    if full:
+        if ref_points is not None:
+            ref = ref_points.detach().cpu().float()
+            reference = lambda b: ref  # noqa: E731
+        else:
+            reference = _voxel_reference(gt, *grid_bounds(grid_protocol or protocol, gt.shape[1]))
+        out["chamfer"], out["fscore"] = _point_scores(verts, faces, reference, n_points, seed, fscore_threshold)
+    return out

@@ -170,7 +170,7 @@ class Trainer:
         size = self.dataset.info.image_size
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
         self.model = Reconstructor(cfg.encoder, image_size=size).to(self.device)
-        self.renderer = get_renderer(cfg.backend, sigma=cfg.sigma, image_size=size, impl=cfg.impl,
+        self.renderer = get_renderer(cfg.backend, sigma=cfg.sigma, eps=cfg.eps, image_size=size, impl=cfg.impl,
                                      device=str(self.device))
         self.faces = self.model.faces
         self.objective = SilhouetteObjective.from_config(cfg, self.model).to(self.device)

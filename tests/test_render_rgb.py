@@ -11,7 +11,7 @@ import torch
 
 from recon import cameras, mesh
 from recon.render import BackendUnavailable, RasterSettings, Renderer, get_renderer, rgba_ext
-from recon.render.rgba import bench_rgba, resolve_impl, soft_rgba
+from recon.render.rgba import bench_rgba, resolve_impl, rgba_ratios, soft_rgba
 from recon.render.rgba_dense import soft_rgba_dense
 from recon.render.softras_rgb_torch import soft_rgba_torch
 from recon.render.softras_torch import soft_silhouette_torch
@@ -101,6 +101,18 @@ def test_kernel_matches_torch_sphere(impl, dtype, size, sigma, gamma):
     st = RasterSettings(image_size=size, sigma=sigma)
     kw = dict(gamma=gamma, background=(0.1, 0.2, 0.3))
     fwd, gv, gc, _ = compare(_ext(st, impl, **kw), _torch(st, **kw), ndc, faces, colors)
+    assert fwd <= FWD_TOL[dtype] and gv <= GRAD_RTOL and gc <= GRAD_RTOL
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpp_baseline_simd_matches_torch(dtype, monkeypatch):
+    """The CPU kernel is compiled for baseline x86-64 and for AVX2; check the one not picked here too."""
+    ext = kernel("cpp")
+    monkeypatch.setenv("RECON_SOFTRAS_SIMD", "baseline")
+    assert ext.cpu_simd() == "baseline"
+    ndc, faces, colors = sphere(2, 2, seed=11, dtype=dtype)
+    st = RasterSettings(image_size=32, sigma=1e-3)
+    fwd, gv, gc, _ = compare(_ext(st, "cpp"), _torch(st), ndc, faces, colors)
     assert fwd <= FWD_TOL[dtype] and gv <= GRAD_RTOL and gc <= GRAD_RTOL
 
 
@@ -245,6 +257,7 @@ def test_bench_rgba_records():
     assert {(r.render, r.impl) for r in records} == {("soft", "torch"), ("soft", "cpp"), ("dibr", "torch"),
                                                       ("dibr", "cpp")}
     assert all(r.fwd_ms > 0 and r.fwdbwd_ms > 0 and r.batch == 1 for r in records)
+    assert set(rgba_ratios(records)) == {"soft torch/cpp@1", "dibr torch/cpp@1"}
 
 
 @pytest.mark.slow

@@ -1,18 +1,36 @@
-"""HDF5 dataset format, version 1: an atomic writer and the validator every reader uses.
+"""HDF5 dataset format, version 2 (reads 1 and 2): an atomic writer and the validator every reader uses.
 
 Layout::
 
-    file attrs: format="recon-hdf5", version=1, image_size, num_views,
+    file attrs: format="recon-hdf5", version=2, image_size, num_views,
                 elevation, distance, viewing_angle, azimuth_step
-    /<category>/                     attrs: name, source
-    /<category>/<split>/images       uint8 (N, 24, 4, S, S)   RGBA, alpha = coverage * 255
-    /<category>/<split>/voxels       uint8 or bool (N, 32, 32, 32)
-    /<category>/<split>/object_ids   variable-length str (N,)
+    /<category>/                        attrs: name, source
+    /<category>/<split>/images          uint8 (N, 24, 4, S, S)   RGBA, alpha = coverage * 255
+    /<category>/<split>/voxels          uint8 or bool (N, 32, 32, 32), attr protocol (v2)
+    /<category>/<split>/object_ids      variable-length str (N,)
+    v2, optional:
+    /<category>/<split>/voxels_<p>      uint8 (N, 32, 32, 32), attr protocol=<p>: the grid of another protocol
+    /<category>/<split>/mesh_verts      float32 (sum V, 3)  every object's normalised GT mesh, one after another
+    /<category>/<split>/mesh_faces      int32 (sum F, 3)    vertex indices local to the object
+    /<category>/<split>/mesh_offsets    int64 (N + 1, 2)    object i: mesh_verts[o[i, 0]:o[i + 1, 0]],
+                                                            mesh_faces[o[i, 1]:o[i + 1, 1]]; o[0] = (0, 0)
+
+Ground-truth grids (``recon.protocols``, ``recon.protocols.ground_truth``). ``voxels.attrs["protocol"]``
+names the 3D-IoU protocol the grid was made under, so that a prediction voxelized under that protocol
+is compared with a grid of the same kind. Our converters (v2) store ``voxels`` under ``softras`` (the
+default protocol; SoftRas's grid spans ``[-16/31, 16/31]``: see ``recon.protocols.grid_bounds``) and
+``voxels_exact``, the v1 grid; files converted from SoftRas/NMR npz store NMR's grids as ``softras``
+(what SoftRas's ``evaluate_iou`` compares with) and no mesh. A v1 file has no attribute: its grid is
+``softras`` when the category has a ``voxel_transform`` attribute (npz conversions), else ``exact``.
+
+The meshes are stored as flat, chunked, compressed arrays plus per-object offsets (rather than HDF5
+variable-length rows, which HDF5 cannot compress), so one object's mesh is two slices.
 
 Voxel axis order (ours, documented once): ``voxels[i, j, k]`` is the cell whose centre is
-``(-0.5 + (i + 0.5) / R, -0.5 + (j + 0.5) / R, -0.5 + (k + 0.5) / R)`` in world ``(x, y, z)``
-(the frame the cameras in ``recon.cameras`` look at). Images are chunked one view of one
-object at a time so random view access decompresses 16 KB, not the whole object.
+``(lo + (i + 0.5) h, lo + (j + 0.5) h, lo + (k + 0.5) h)``, ``h = (hi - lo) / R``, in world ``(x, y, z)``
+(the frame the cameras in ``recon.cameras`` look at); ``[lo, hi] = [-0.5, 0.5]`` for ``exact`` grids.
+Images are chunked one view of one object at a time so random view access decompresses 16 KB, not the
+whole object.
 """
 
 from __future__ import annotations
@@ -28,13 +46,19 @@ import numpy as np
 
 from recon import cameras
 from recon.io import atomic_path
+from recon.protocols import PROTOCOLS
 from recon.signals import check, graceful_stop
 
 __all__ = [
     "FORMAT",
     "VERSION",
+    "READABLE_VERSIONS",
     "SPLITS",
     "VOXEL_RES",
+    "VOXELS_PROTOCOL_ATTR",
+    "MESH_VERTS",
+    "MESH_FACES",
+    "MESH_OFFSETS",
     "DatasetFormatError",
     "DatasetInfo",
     "SplitInfo",
@@ -44,13 +68,17 @@ __all__ = [
 ]
 
 FORMAT = "recon-hdf5"
-VERSION = 1
+VERSION = 2  # what DatasetWriter writes
+READABLE_VERSIONS = (1, 2)
 SPLITS = ("train", "val", "test")
 VOXEL_RES = 32
+VOXELS_PROTOCOL_ATTR = "protocol"  # attribute of a grid: the 3D-IoU protocol it was made under
+MESH_VERTS, MESH_FACES, MESH_OFFSETS = "mesh_verts", "mesh_faces", "mesh_offsets"
+_MESH_KEYS = (MESH_VERTS, MESH_FACES, MESH_OFFSETS)
 
 
 class DatasetFormatError(ValueError):
-    """A dataset file is missing, unreadable or does not follow format v1. The message is one
+    """A dataset file is missing, unreadable or does not follow format v1/v2. The message is one
     line naming the file, the dataset path inside it and what was expected."""
 
 
@@ -77,6 +105,9 @@ class DatasetInfo:
     azimuth_step: float
     categories: dict[str, str] = field(default_factory=dict)  # group key -> human name
     splits: tuple[SplitInfo, ...] = ()
+    version: int = VERSION
+    grids: tuple[str, ...] = ()  # protocols with a ground-truth grid in every split ("voxels" first)
+    meshes: bool = False  # every split stores its objects' GT meshes
 
     def objects(self, split: str) -> dict[str, int]:
         """Objects per category in ``split`` (only categories that have it)."""
@@ -88,7 +119,8 @@ def _err(path: str | os.PathLike, where: str, msg: str) -> DatasetFormatError:
 
 
 def validate(path: str | os.PathLike, require_splits: tuple[str, ...] = ()) -> DatasetInfo:
-    """Check that ``path`` is a valid format-v1 file without reading the image/voxel data.
+    """Check that ``path`` is a valid format v1 or v2 file without reading the image/voxel/mesh data
+    (mesh offsets are read: they are small).
 
     Args:
         path: file to check.
@@ -146,8 +178,9 @@ def _validate_open(path: str, f: h5py.File, require_splits: tuple[str, ...]) -> 
     if fmt != FORMAT:
         raise _err(path, "/", f"attribute format={fmt!r}, expected {FORMAT!r}")
     version = _attr(path, f, "version", int)
-    if version != VERSION:
-        raise _err(path, "/", f"attribute version={version}, expected {VERSION} (unsupported format version)")
+    if version not in READABLE_VERSIONS:
+        raise _err(path, "/", f"attribute version={version}, expected one of "
+                              f"{', '.join(map(str, READABLE_VERSIONS))} (unsupported format version)")
     size = _attr(path, f, "image_size", int)
     views = _attr(path, f, "num_views", int)
     if size <= 0 or views <= 0:
@@ -160,6 +193,8 @@ def _validate_open(path: str, f: h5py.File, require_splits: tuple[str, ...]) -> 
     )
     categories: dict[str, str] = {}
     splits: list[SplitInfo] = []
+    grids: list[tuple[str, ...]] = []
+    meshes: list[bool] = []
     if len(f.keys()) == 0:
         raise _err(path, "/", "no category groups (expected at least one /<category>)")
     for cat in sorted(f.keys()):
@@ -179,8 +214,67 @@ def _validate_open(path: str, f: h5py.File, require_splits: tuple[str, ...]) -> 
         for s in present:
             n = _validate_split(path, grp[s], f"/{cat}/{s}", size, views)
             splits.append(SplitInfo(cat, name, s, n))
+            if version >= 2:
+                grids.append(_validate_grids(path, grp[s], f"/{cat}/{s}", n))
+                meshes.append(_validate_meshes(path, grp[s], f"/{cat}/{s}", n))
+            else:
+                grids.append(("softras" if "voxel_transform" in grp.attrs else "exact",))
+                meshes.append(False)
+    common = tuple(p for p in grids[0] if all(p in g for g in grids)) if grids else ()
     return DatasetInfo(path=path, image_size=size, num_views=views, categories=categories,
-                       splits=tuple(splits), **info_kw)
+                       splits=tuple(splits), version=version, grids=common, meshes=bool(meshes) and all(meshes),
+                       **info_kw)
+
+
+def _validate_grids(path: str, grp: h5py.Group, where: str, n: int) -> tuple[str, ...]:
+    """v2 grids of a split: ``voxels`` (its protocol first) and every ``voxels_<p>``. Returns the protocols."""
+    out = []
+    for key in ["voxels"] + sorted(k for k in grp.keys() if k.startswith("voxels_")):
+        ds = grp[key]
+        if key != "voxels":
+            if not isinstance(ds, h5py.Dataset) or tuple(ds.shape) != (n,) + (VOXEL_RES,) * 3 \
+                    or ds.dtype not in (np.uint8, np.bool_):
+                raise _err(path, f"{where}/{key}", f"expected a uint8 or bool dataset of shape ({n}, {VOXEL_RES}, "
+                                                   f"{VOXEL_RES}, {VOXEL_RES}) matching images")
+            _check_stored(path, ds, f"{where}/{key}")
+        protocol = ds.attrs.get(VOXELS_PROTOCOL_ATTR)
+        protocol = protocol.decode("utf-8", "replace") if isinstance(protocol, bytes) else protocol
+        if protocol not in PROTOCOLS or (key != "voxels" and key != f"voxels_{protocol}"):
+            want = key[len("voxels_"):] if key != "voxels" else " | ".join(PROTOCOLS)
+            raise _err(path, f"{where}/{key}", f"attribute {VOXELS_PROTOCOL_ATTR}={protocol!r}, expected {want} "
+                                               f"(the 3D-IoU protocol the grid was made under)")
+        if protocol in out:
+            raise _err(path, f"{where}/{key}", f"a second grid of protocol {protocol!r}")
+        out.append(protocol)
+    return tuple(out)
+
+
+def _validate_meshes(path: str, grp: h5py.Group, where: str, n: int) -> bool:
+    """The v2 GT meshes of a split, when present: all three datasets, shapes, dtypes and offsets
+    (monotonic, starting at 0, ending at the array lengths). Returns whether they are present."""
+    have = [k for k in _MESH_KEYS if k in grp]
+    if not have:
+        return False
+    if len(have) != len(_MESH_KEYS):
+        missing = [k for k in _MESH_KEYS if k not in grp]
+        raise _err(path, f"{where}/{missing[0]}", f"missing dataset (GT meshes need {', '.join(_MESH_KEYS)})")
+    verts, faces, offsets = (grp[k] for k in _MESH_KEYS)
+    for key, ds, width, kinds in ((MESH_VERTS, verts, 3, "f"), (MESH_FACES, faces, 3, "iu"),
+                                  (MESH_OFFSETS, offsets, 2, "iu")):
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 2 or ds.shape[1] != width or ds.dtype.kind not in kinds:
+            raise _err(path, f"{where}/{key}", f"expected a 2-D {'float' if kinds == 'f' else 'integer'} dataset "
+                                               f"with {width} columns")
+    if offsets.shape[0] != n + 1:
+        raise _err(path, f"{where}/{MESH_OFFSETS}", f"shape {tuple(offsets.shape)}, expected ({n + 1}, 2) "
+                                                    f"(one row per object, plus one)")
+    o = np.asarray(offsets[:], dtype=np.int64)
+    ends = (verts.shape[0], faces.shape[0])
+    if (o[0] != 0).any() or (np.diff(o, axis=0) < 0).any() or tuple(o[-1]) != ends:
+        raise _err(path, f"{where}/{MESH_OFFSETS}", f"offsets must start at (0, 0), never decrease and end at "
+                                                    f"{ends} (the mesh_verts, mesh_faces lengths)")
+    for key in (MESH_VERTS, MESH_FACES):
+        _check_stored(path, grp[key], f"{where}/{key}")
+    return True
 
 
 def _validate_split(path: str, grp: h5py.Group, where: str, size: int, views: int) -> int:
@@ -240,27 +334,36 @@ def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
 
 
 class DatasetWriter:
-    """Streaming writer of format-v1 files. Use as a context manager::
+    """Streaming writer of format-v2 files. Use as a context manager::
 
-        with DatasetWriter(out) as w:
+        with DatasetWriter(out, voxel_protocol="softras", grids=("exact",), meshes=True) as w:
             w.add_category("03001627", "chair", source="synthetic")
             w.create_split("03001627", "train", capacity=N)
-            w.append("03001627", "train", images, voxels, object_id)  # one object at a time
+            w.append("03001627", "train", images, voxels, object_id,
+                     grids={"exact": exact_voxels}, mesh=(verts, faces))  # one object at a time
 
     The file only appears at ``out`` when the ``with`` block exits without error and without a
     stop signal (``recon.signals``: inside the block SIGINT/SIGTERM set a flag, ``check()`` raises
     ``Interrupted``); otherwise the temp file is removed.
-    Arrays: ``images (24, 4, S, S) uint8``, ``voxels (32, 32, 32)`` bool/uint8.
+    Arrays: ``images (24, 4, S, S) uint8``, ``voxels (32, 32, 32)`` bool/uint8 (the grid of
+    ``voxel_protocol``), ``grids {protocol: (32, 32, 32)}`` (exactly the protocols of ``grids``),
+    ``mesh``: ``(verts (V, 3), faces (F, 3))`` when ``meshes``.
     """
 
     def __init__(self, path: str | os.PathLike, image_size: int = cameras.IMAGE_SIZE,
                  num_views: int = cameras.NUM_VIEWS, elevation: float = cameras.ELEVATION,
                  distance: float = cameras.DISTANCE, viewing_angle: float = cameras.VIEWING_ANGLE,
-                 azimuth_step: float = cameras.AZIMUTH_STEP, compression: int = 4):
+                 azimuth_step: float = cameras.AZIMUTH_STEP, compression: int = 4, *,
+                 voxel_protocol: str, grids: tuple[str, ...] = (), meshes: bool = False):
         self.path = Path(path)
         self.attrs = dict(format=FORMAT, version=VERSION, image_size=image_size, num_views=num_views,
                           elevation=elevation, distance=distance, viewing_angle=viewing_angle,
                           azimuth_step=azimuth_step)
+        bad = [p for p in (voxel_protocol, *grids) if p not in PROTOCOLS]
+        if bad or voxel_protocol in grids or len(set(grids)) != len(grids):
+            raise ValueError(f"DatasetWriter: voxel_protocol {voxel_protocol!r} and grids {grids!r} must be distinct "
+                             f"protocols among {', '.join(PROTOCOLS)}")
+        self.voxel_protocol, self.grids, self.meshes = voxel_protocol, tuple(grids), bool(meshes)
         self.compression = compression
         self._ctx = None
         self._f: h5py.File | None = None
@@ -313,30 +416,71 @@ class DatasetWriter:
                            chunks=(1, 1, 4, s, s), compression="gzip", compression_opts=self.compression,
                            shuffle=True)
         r = VOXEL_RES
-        grp.create_dataset("voxels", shape=(cap, r, r, r), maxshape=(None, r, r, r), dtype=np.uint8,
-                           chunks=(1, r, r, r), compression="gzip", compression_opts=self.compression)
+        for name, protocol in (("voxels", self.voxel_protocol), *((f"voxels_{p}", p) for p in self.grids)):
+            grp.create_dataset(name, shape=(cap, r, r, r), maxshape=(None, r, r, r), dtype=np.uint8,
+                               chunks=(1, r, r, r), compression="gzip", compression_opts=self.compression)
+            grp[name].attrs[VOXELS_PROTOCOL_ATTR] = protocol
         grp.create_dataset("object_ids", shape=(cap,), maxshape=(None,), dtype=h5py.string_dtype())
+        if self.meshes:
+            for name, dtype in ((MESH_VERTS, np.float32), (MESH_FACES, np.int32)):
+                grp.create_dataset(name, shape=(0, 3), maxshape=(None, 3), dtype=dtype, chunks=(4096, 3),
+                                   compression="gzip", compression_opts=self.compression, shuffle=True)
+            grp.create_dataset(MESH_OFFSETS, data=np.zeros((1, 2), np.int64), maxshape=(None, 2), chunks=(1024, 2))
         self._count[(key, split)] = 0
 
-    def append(self, key: str, split: str, images: np.ndarray, voxels: np.ndarray, object_id: str) -> None:
-        """Append one object. ``images (V, 4, S, S) uint8``, ``voxels (32, 32, 32)``."""
+    def _per_object(self) -> tuple[str, ...]:
+        return ("images", "voxels", *(f"voxels_{p}" for p in self.grids), "object_ids")
+
+    def append(self, key: str, split: str, images: np.ndarray, voxels: np.ndarray, object_id: str,
+               grids: dict[str, np.ndarray] | None = None,
+               mesh: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Append one object. ``images (V, 4, S, S) uint8``, ``voxels (32, 32, 32)`` (the
+        ``voxel_protocol`` grid), ``grids`` the other protocols' grids, ``mesh`` its GT mesh."""
         grp = self._f[key][split]
         s, v = self.attrs["image_size"], self.attrs["num_views"]
+        where = f"{key}/{split}/{object_id}"
         if images.shape != (v, 4, s, s) or images.dtype != np.uint8:
-            raise ValueError(f"images for {key}/{split}/{object_id}: got {images.shape} {images.dtype}, "
+            raise ValueError(f"images for {where}: got {images.shape} {images.dtype}, "
                              f"expected ({v}, 4, {s}, {s}) uint8")
-        if voxels.shape != (VOXEL_RES,) * 3:
-            raise ValueError(f"voxels for {key}/{split}/{object_id}: got {voxels.shape}, expected (32, 32, 32)")
+        grids = dict(grids or {})
+        if set(grids) != set(self.grids):
+            raise ValueError(f"grids for {where}: got {sorted(grids)}, expected {sorted(self.grids)}")
+        for name, grid in (("voxels", voxels), *grids.items()):
+            if np.shape(grid) != (VOXEL_RES,) * 3:
+                raise ValueError(f"{name} grid for {where}: got {np.shape(grid)}, expected (32, 32, 32)")
+        if (mesh is not None) != self.meshes:
+            raise ValueError(f"mesh for {where}: {'expected one' if self.meshes else 'this writer stores no meshes'}")
+        if mesh is not None:
+            mv, mf = np.asarray(mesh[0], np.float32), np.asarray(mesh[1], np.int64)
+            if mv.ndim != 2 or mv.shape[1] != 3 or mf.ndim != 2 or mf.shape[1] != 3 or \
+                    (mf.size and (mf.min() < 0 or mf.max() >= len(mv))) or not np.isfinite(mv).all():
+                raise ValueError(f"mesh for {where}: expected finite verts (V, 3) and faces (F, 3) indexing them")
         i = self._count[(key, split)]
-        for name in ("images", "voxels", "object_ids"):
+        for name in self._per_object():
             if grp[name].shape[0] <= i:
                 grp[name].resize(i + 1, axis=0)
         grp["images"][i] = images
-        grp["voxels"][i] = voxels.astype(np.uint8)
+        grp["voxels"][i] = np.asarray(voxels).astype(np.uint8)
+        for p, grid in grids.items():
+            grp[f"voxels_{p}"][i] = np.asarray(grid).astype(np.uint8)
         grp["object_ids"][i] = object_id
+        if mesh is not None:
+            offsets = grp[MESH_OFFSETS]
+            v0, f0 = (int(x) for x in offsets[i])
+            for name, arr, start in ((MESH_VERTS, mv, v0), (MESH_FACES, mf.astype(np.int32), f0)):
+                grp[name].resize(start + len(arr), axis=0)
+                grp[name][start:start + len(arr)] = arr
+            offsets.resize(i + 2, axis=0)
+            offsets[i + 1] = (v0 + len(mv), f0 + len(mf))
         self._count[(key, split)] = i + 1
 
     def _finalize(self) -> None:
         for (key, split), n in self._count.items():
-            for name in ("images", "voxels", "object_ids"):
-                self._f[key][split][name].resize(n, axis=0)
+            grp = self._f[key][split]
+            for name in self._per_object():
+                grp[name].resize(n, axis=0)
+            if self.meshes:
+                grp[MESH_OFFSETS].resize(n + 1, axis=0)
+                last = grp[MESH_OFFSETS][n]
+                grp[MESH_VERTS].resize(int(last[0]), axis=0)
+                grp[MESH_FACES].resize(int(last[1]), axis=0)

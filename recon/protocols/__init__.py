@@ -25,10 +25,32 @@ __all__ = [
     "voxelize_softras_reference",
     "softras_grid_coords",
     "bench_voxelize_softras",
+    "check_protocol",
+    "grid_bounds",
 ]
 
 PROTOCOLS = ("softras", "exact")
 DEFAULT_PROTOCOL = "softras"
+
+
+def check_protocol(protocol: str, flag: str = "--protocol") -> str:
+    """``protocol`` if it names one of ``PROTOCOLS``, else a one-line ValueError naming ``flag``."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"{flag} {protocol!r}: unknown 3D-IoU protocol; valid: {', '.join(PROTOCOLS)}")
+    return protocol
+
+
+def grid_bounds(protocol: str, resolution: int = 32) -> tuple[float, float]:
+    """World extent ``(lo, hi)`` (the same on every axis) of the grid a protocol voxelizes on.
+
+    ``exact``: ``[-0.5, 0.5]``. ``softras``: ``[-(R/2)/(R-1), (R/2)/(R-1)]`` (``[-16/31, 16/31]`` at
+    R = 32), so cell ``i`` is centred at ``lo + (i + 0.5) (hi - lo) / R`` in both cases.
+    """
+    check_protocol(protocol, "protocol")
+    if protocol == "exact":
+        return -0.5, 0.5
+    half = (resolution / 2) / (resolution - 1)
+    return -half, half
 
 
 def voxelize(verts: torch.Tensor, faces: torch.Tensor, resolution: int = 32,

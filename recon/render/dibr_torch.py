@@ -28,7 +28,7 @@ import torch
 from recon.render.softras_rgb_torch import check_rgba_inputs
 from recon.render.window_pairs import barycentric, pair_distance_sq, pixel_xy, window_pairs
 
-__all__ = ["MIN_EXPONENT", "dibr_rgba_torch"]
+__all__ = ["MIN_EXPONENT", "dibr_rgba_torch", "log_one_minus_exp_neg"]
 
 # log(1 - exp(-x)) is evaluated at x >= MIN_EXPONENT (float32-safe), so a pair at distance 0 from an
 # uncovered pixel (only a zero-area face) keeps finite values and gradients. Its alpha is then 1 to

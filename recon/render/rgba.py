@@ -20,7 +20,8 @@ from recon.render.dibr_torch import dibr_rgba_torch
 from recon.render.rgba_ext import dibr_rgba_ext, load_extension, soft_rgba_ext
 from recon.render.softras_rgb_torch import soft_rgba_torch
 
-__all__ = ["IMPLS", "RGBABenchRecord", "available_impls", "bench_rgba", "dibr_rgba", "resolve_impl", "soft_rgba"]
+__all__ = ["IMPLS", "RGBABenchRecord", "available_impls", "bench_rgba", "dibr_rgba", "resolve_impl", "rgba_ratios",
+           "soft_rgba"]
 
 IMPLS = ("torch", "cpp", "cuda")
 CHOICES = ("auto",) + IMPLS
@@ -150,3 +151,11 @@ def bench_rgba(batches: tuple[int, ...] = (16, 64), repeats: int = 5, device: st
 
                 records.append(RGBABenchRecord(name, impl, device, batch, fwd, time_fn(fb, dev, repeats)))
     return records
+
+
+def rgba_ratios(records: list[RGBABenchRecord]) -> dict[str, float]:
+    """Speedups of the kernels over the torch reference at equal render and batch, forward+backward:
+    ``{"soft torch/cpp@64": 16.1, ...}``."""
+    by = {(r.render, r.impl, r.batch): r for r in records}
+    return {f"{render} torch/{impl}@{batch}": by[(render, "torch", batch)].fwdbwd_ms / r.fwdbwd_ms
+            for (render, impl, batch), r in by.items() if impl != "torch" and (render, "torch", batch) in by}

@@ -17,11 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from recon import cameras
+from recon.render.dibr_torch import MIN_EXPONENT
 
 __all__ = ["soft_rgba_dense", "dibr_rgba_dense"]
-
-# log(1 - exp(-x)) is evaluated at x >= this (see recon.render.dibr_torch.MIN_EXPONENT).
-_MIN_EXPONENT = 1e-30
 
 
 def _dense_geometry(verts_ndc: torch.Tensor, faces: torch.Tensor, image_size: int) -> dict[str, torch.Tensor]:
@@ -103,7 +101,7 @@ def dibr_rgba_dense(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
     rgb_cov = (w_sel[..., None] * c_sel).sum(-2)
     bg = torch.as_tensor(background, dtype=verts_ndc.dtype, device=verts_ndc.device)
     rgb = torch.where(covered[..., None], rgb_cov, bg.expand_as(rgb_cov))
-    x = (d2 / sigma).clamp(min=_MIN_EXPONENT)
+    x = (d2 / sigma).clamp(min=MIN_EXPONENT)
     outside = g["valid"] & ~inside
     log_not = torch.where(outside, torch.log(-torch.expm1(-torch.where(outside, x, torch.ones_like(x)))),
                           torch.zeros_like(x))

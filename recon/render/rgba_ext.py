@@ -7,7 +7,9 @@ hashes both source folders, the flags and the torch version. A missing toolchain
 raises :class:`~recon.render.base.BackendUnavailable` with the reason.
 
 Same maths and pair rule as :mod:`recon.render.softras_rgb_torch` and :mod:`recon.render.dibr_torch`,
-which the tests compare against.
+which the tests compare against. The kernels keep ``1 - alpha`` as a product (the references sum
+logs), multiply by reciprocals where the references divide, and skip soft z-buffer pairs whose depth
+factor is below ``exp(-40)`` next to their pixel's heaviest (``rgba_math.h``): equal to rounding.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from recon.report.format import fmt
-from recon.report.tables import TABLE1_COLUMNS, category_iou, comparison_rows
+from recon.report.tables import TABLE1_COLUMNS, category_iou, comparison_rows, reference_label
 from recon.report.viewer import ViewerItem, viewer_fragment
 
 __all__ = ["html_report"]
@@ -67,6 +67,20 @@ def html_report(record: dict[str, Any], out_dir: str | os.PathLike, viewer: Sequ
         cells += _cell(r["mean_iou"], "iou", f"{r['key']}.mean_iou")
         parts.append(f"<tr{cls}><td>{esc(r['label'])}</td>{cells}</tr>")
     parts.append("</table>")
+    for name, text in (record.get("reference_notes") or {}).items():
+        parts.append(f"<p>{esc(reference_label(name))}: {esc(text)}</p>")
+    if record.get("published"):
+        parts.append("<h2>Published numbers</h2><p>Same protocol (softras) and split (val) on the SoftRas/NMR "
+                     "ShapeNet renders. The mean is the paper's mean over its classes, not over the categories above; "
+                     "'-': not published or not checked.</p><table id='published'><tr><th>method</th>"
+                     + "".join(f"<th>{esc(c)}</th>" for c in cats) + "<th>mean (paper's classes)</th></tr>")
+        for key, row in record["published"].items():
+            cells = "".join(_cell(category_iou(row, c), "iou", f"published.{key}.per_category.{c}.iou")
+                            for c in cats)
+            cells += _cell(row["mean_iou"], "iou", f"published.{key}.mean_iou")
+            parts.append(f"<tr class='baseline'><td>{esc(row['label'])}</td>{cells}</tr>")
+        parts.append("</table><ul>" + "".join(f"<li>{esc(row['label'])}: {esc(row['source'])}</li>"
+                                              for row in record["published"].values()) + "</ul>")
     curves = _data_uri(out / record["curves"])
     if curves:
         parts.append(f"<h2>Training curves</h2><figure><img src='{curves}' alt='training curves'>"

@@ -18,7 +18,7 @@ from rich.table import Table
 from recon.report.format import fmt
 
 __all__ = ["REFERENCE_NAMES", "reference_label", "category_iou", "results_table", "comparison_rows",
-           "TABLE1_COLUMNS", "markdown_table", "comparison_table"]
+           "TABLE1_COLUMNS", "markdown_table", "comparison_table", "published_markdown"]
 
 REFERENCE_NAMES = {"template": "template sphere", "mean_shape": "category-mean shape", "oracle": "GT mesh (oracle)"}
 
@@ -37,7 +37,9 @@ def results_table(record: dict[str, Any], title: str = "3D reconstruction") -> T
     """The eval table: one line per category (n, silhouette loss, IoU, Chamfer, F-score and the IoU of
     every reference row), then the means."""
     refs = record.get("baselines", {})
-    t = Table(title=title)
+    skipped = "; ".join(f"{reference_label(k)} {v}" for k, v in (record.get("reference_notes") or {}).items())
+    caption = f"3D IoU protocol {record.get('protocol', 'exact')}" + (f"; {skipped}" if skipped else "")
+    t = Table(title=title, caption=caption)
     t.add_column("category")
     for col in ("n", "sil. loss", "3D IoU", "Chamfer", "F@0.05", *(f"IoU {reference_label(r)}" for r in refs)):
         t.add_column(col, justify="right")
@@ -86,8 +88,26 @@ def _scope(record: dict[str, Any]) -> str:
             f"3D IoU protocol {record.get('protocol', 'exact')}.")
 
 
+def published_markdown(record: dict[str, Any]) -> list[str]:
+    """Lines of the "Published numbers" section (empty when the record has none): each published row's
+    per-category IoUs on our categories and its mean over the paper's classes, with its source."""
+    published, cats = record.get("published") or {}, record["categories"]
+    if not published:
+        return []
+    lines = ["", "## Published numbers", "",
+             "Same protocol (softras) and split (val) on the SoftRas/NMR ShapeNet renders; the mean is the paper's "
+             "mean over its classes, not over the categories above; '-': not published or not checked.", "",
+             "| method | " + " | ".join(cats) + " | mean (paper's classes) |", "|---|" + "---:|" * (len(cats) + 1)]
+    for row in published.values():
+        lines.append(f"| {row['label']} | " + " | ".join(fmt(category_iou(row, c), "iou") for c in cats)
+                     + f" | {fmt(row['mean_iou'], 'iou')} ({row['classes']} classes) |")
+    lines += [""] + [f"* {row['label']}: {row['source']}" for row in published.values()]
+    return lines
+
+
 def markdown_table(record: dict[str, Any]) -> str:
-    """Table 1 (parameters, steps, train time, mean loss, mean IoU) and per-category IoUs as Markdown."""
+    """Table 1 (parameters, steps, train time, mean loss, mean IoU) and per-category IoUs as Markdown, then
+    the published numbers when the record has them."""
     rows, cats = comparison_rows(record), record["categories"]
     lines = [f"# Encoder comparison on {Path(record['data']).name}:{record['split']}", "", _scope(record), "",
              "## Table 1", "",
@@ -100,13 +120,16 @@ def markdown_table(record: dict[str, Any]) -> str:
     for r in rows:
         lines.append(f"| {r['label']} | " + " | ".join(fmt(category_iou(r["row"], c), "iou") for c in cats)
                      + f" | {fmt(r['mean_iou'], 'iou')} |")
+    lines += [f"* {reference_label(k)}: {v}" for k, v in (record.get("reference_notes") or {}).items()]
+    lines += published_markdown(record)
     return "\n".join(lines) + "\n"
 
 
 def comparison_table(record: dict[str, Any]) -> Table:
     """Table 1 with per-category IoUs as a rich Table for the console."""
     cats = record["categories"]
-    t = Table(title=f"Encoder comparison on {Path(record['data']).name}:{record['split']}")
+    t = Table(title=f"Encoder comparison on {Path(record['data']).name}:{record['split']}",
+              caption=f"3D IoU protocol {record.get('protocol', 'exact')}")
     t.add_column("method", no_wrap=True)
     for title, *_ in TABLE1_COLUMNS:
         t.add_column(title, justify="right")

@@ -1,5 +1,6 @@
 """One synthetic object: its parts normalised like ShapeNet, its mesh and exact voxels, its colour
-and its 24 stored views. Deterministic per ``(seed, category, index)``."""
+and its 24 stored views, and its ground-truth grids under both 3D-IoU protocols. Deterministic per
+``(seed, category, index)``."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import math
 import zlib
 
 import numpy as np
+import torch
 
 from recon.data.normalize import unit_cube_transform
 from recon.data.raster import render_views
 from recon.data.schema import VOXEL_RES
 from recon.data.synthetic.primitives import convex_occupancy, rotation
 from recon.data.synthetic.shapes import BUILDERS, CATEGORIES
+from recon.protocols import PROTOCOLS, grid_bounds
+from recon.protocols.ground_truth import ground_truth_grid
 
-__all__ = ["MARGIN", "MIN_THICKNESS", "make_parts", "make_object", "render_object"]
+__all__ = ["MARGIN", "MIN_THICKNESS", "make_parts", "make_object", "render_object", "object_record"]
 
 MARGIN = 0.02
 MIN_THICKNESS = 1.5 / VOXEL_RES
@@ -85,3 +89,29 @@ def render_object(category_key: str, index: int, seed: int = 0) -> tuple[np.ndar
     images = render_views(verts, faces, color=_object_color(category_key, index, seed), cull_backfaces=True)
     return images, voxels
 
+
+
+def object_record(category_key: str, index: int, seed: int = 0
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Everything a format-v2 file stores of one object.
+
+    Returns:
+        images (24, 4, 64, 64) uint8; grids ``{protocol: (32, 32, 32) bool}`` for every protocol of
+        ``recon.protocols.PROTOCOLS`` (``recon.protocols.ground_truth.ground_truth_grid`` of the mesh,
+        the solid being the union of the convex parts sampled at that protocol's cell centres; the
+        ``exact`` grid is the v1 grid, ``make_object``'s voxels); verts (V, 3) float32, faces (F, 3) int64.
+    """
+    meshes = make_parts(category_key, index, seed)
+    verts, faces, base = [], [], 0
+    for v, f in meshes:
+        verts.append(v)
+        faces.append(f + base)
+        base += len(v)
+    verts_a, faces_a = np.concatenate(verts).astype(np.float32), np.concatenate(faces).astype(np.int64)
+    grids = {}
+    for protocol in PROTOCOLS:
+        solid = convex_occupancy(meshes, VOXEL_RES, *grid_bounds(protocol, VOXEL_RES))
+        grids[protocol] = ground_truth_grid(torch.from_numpy(verts_a), torch.from_numpy(faces_a),
+                                            torch.from_numpy(solid), protocol).numpy()
+    images = render_views(verts_a, faces_a, color=_object_color(category_key, index, seed), cull_backfaces=True)
+    return images, grids, verts_a, faces_a

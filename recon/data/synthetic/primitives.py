@@ -121,24 +121,28 @@ def segment(p0, p1, radius, segments=10, taper=1.0) -> Part:
 
 
 
-def convex_occupancy(meshes: Sequence[tuple[np.ndarray, np.ndarray]], resolution: int = VOXEL_RES) -> np.ndarray:
-    """Union of convex closed meshes sampled at the voxel centres (exact half-space tests)."""
+def convex_occupancy(meshes: Sequence[tuple[np.ndarray, np.ndarray]], resolution: int = VOXEL_RES,
+                     lo: float = -0.5, hi: float = 0.5) -> np.ndarray:
+    """Union of convex closed meshes sampled at the cell centres ``lo + (i + 0.5) (hi - lo) / R`` of a
+    grid over ``[lo, hi]^3`` (exact half-space tests)."""
     r = resolution
-    c = -0.5 + (np.arange(r) + 0.5) / r
+    h = (hi - lo) / r
+    c = lo + (np.arange(r) + 0.5) * h
     occ = np.zeros((r, r, r), dtype=bool)
     for v, f in meshes:
         tri = v[f]
         n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         n /= np.linalg.norm(n, axis=1, keepdims=True)
         off = (n * tri[:, 0]).sum(1)
-        lo = np.clip(np.ceil((v.min(0) + 0.5) * r - 0.5), 0, r).astype(int)
-        hi = np.clip(np.floor((v.max(0) + 0.5) * r - 0.5), -1, r - 1).astype(int)
-        if (hi < lo).any():
+        first = np.clip(np.ceil((v.min(0) - lo) / h - 0.5), 0, r).astype(int)  # cells whose centre is in the box
+        last = np.clip(np.floor((v.max(0) - lo) / h - 0.5), -1, r - 1).astype(int)
+        if (last < first).any():
             continue
-        gx, gy, gz = np.meshgrid(c[lo[0]:hi[0] + 1], c[lo[1]:hi[1] + 1], c[lo[2]:hi[2] + 1], indexing="ij")
+        box = tuple(slice(a, b + 1) for a, b in zip(first, last))
+        gx, gy, gz = np.meshgrid(c[box[0]], c[box[1]], c[box[2]], indexing="ij")
         pts = np.stack([gx, gy, gz], -1)
         inside = (pts.reshape(-1, 3) @ n.T - off <= 1e-9).all(1).reshape(gx.shape)
-        occ[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] |= inside
+        occ[box] |= inside
     return occ
 
 

@@ -199,17 +199,19 @@ inline VDepth<T> depth_terms(const VPair<T>& p, const ColourFace<T>& cf, T near,
   typedef typename Vec<T>::V V;
   const V zero = splat<V>(0), one = splat<V>(1);
   VDepth<T> d;
-  d.w[0] = p.cross[1] * cf.inv_area2;
-  d.w[1] = p.cross[2] * cf.inv_area2;
-  d.w[2] = p.cross[0] * cf.inv_area2;
+  // Divisions as in the reference (z_pair in rgba_math.h says why).
+  d.w[0] = p.cross[1] / cf.area2;
+  d.w[1] = p.cross[2] / cf.area2;
+  d.w[2] = p.cross[0] / cf.area2;
   V u[3];
   for (int k = 0; k < 3; ++k) {
     u[k] = d.w[k] < zero ? zero : d.w[k];
     u[k] = u[k] > one ? one : u[k];
   }
-  d.inv_usum = one / (u[0] + u[1] + u[2]);
-  for (int k = 0; k < 3; ++k) d.wc[k] = u[k] * d.inv_usum;
-  d.zp = one / (d.wc[0] * cf.inv_z[0] + d.wc[1] * cf.inv_z[1] + d.wc[2] * cf.inv_z[2]);
+  const V usum = u[0] + u[1] + u[2];
+  d.inv_usum = one / usum;
+  for (int k = 0; k < 3; ++k) d.wc[k] = u[k] / usum;
+  d.zp = one / (d.wc[0] / cf.z[0] + d.wc[1] / cf.z[1] + d.wc[2] / cf.z[2]);
   d.in_range = (d.zp >= near) & (d.zp <= far);
   d.zn = (far - d.zp) / (far - near);
   return d;
@@ -435,7 +437,8 @@ void soft_backward_impl(const T* grad_image, const T* image, const T* verts, con
         of[3 * k] = hsum(gx[k]);
         of[3 * k + 1] = hsum(gy[k]);
         of[3 * k + 2] = hsum(gz[k]);
-        for (int64_t c = 0; c < C; ++c) outc[f * 3 * C + k * C + c] = hsum(load<Vt>(gcol.data() + (k * C + c) * kLanes));
+        for (int64_t c = 0; c < C; ++c)
+          outc[f * 3 * C + k * C + c] = hsum(load<Vt>(gcol.data() + (k * C + c) * kLanes));
       }
     }
   }

@@ -3,7 +3,8 @@
 //
 // Conventions (identical to the torch references recon/render/softras_rgb_torch.py and dibr_torch.py):
 //   * barycentrics: cross_k = e_k x (p - a_k) for edge k (vertex k -> k + 1),
-//     (the kernels multiply by reciprocals where the references divide: equal to rounding)
+//     (the kernels multiply by reciprocals where the references divide, except for the depth
+//     terms of the soft z-buffer forward: equal to rounding)
 //     area2 = (x1 - x0)(y2 - y0) - (y1 - y0)(x2 - x0), and w_{k+2} = cross_k / area2;
 //   * soft z-buffer: u = clamp(w, 0, 1), wc = u / sum(u), z_p = 1 / sum(wc_k / z_k),
 //     z_n = (far - z_p) / (far - near); a pair colours its pixel iff its face has an area and
@@ -77,6 +78,7 @@ struct ZPair {
 // Per-face constants of the colour terms.
 template <typename T>
 struct ColourFace {
+  T area2;
   T inv_area2;  // 1 / area2 (only used for faces with an area)
   T z[3];       // vertex depths
   T inv_z[3];
@@ -86,6 +88,7 @@ template <typename T>
 SR_HD ColourFace<T> colour_face(const Face<T>& f, const T* v, const int64_t* idx) {
   ColourFace<T> cf;
   const T area2 = area2_of(f);
+  cf.area2 = area2;
   cf.inv_area2 = area2 != T(0) ? T(1) / area2 : T(0);
   for (int k = 0; k < 3; ++k) {
     cf.z[k] = v[3 * idx[k] + 2];
@@ -94,16 +97,20 @@ SR_HD ColourFace<T> colour_face(const Face<T>& f, const T* v, const int64_t* idx
   return cf;
 }
 
-// Returns false when the pair does not colour its pixel (z_p outside [near, far]).
+// Returns false when the pair does not colour its pixel (z_p outside [near, far]). Divides like the
+// reference: gamma amplifies the rounding of z_n (1 ulp of z_n is 6e-4 of a weight at gamma 1e-4).
 template <typename T>
 SR_HD bool z_pair(const Face<T>& f, const ColourFace<T>& cf, T px, T py, T near, T far, ZPair<T>& out) {
-  barycentric(f, cf.inv_area2, px, py, out.w);
+  T cross[3];
+  for (int k = 0; k < 3; ++k) cross[k] = f.ex[k] * (py - f.ay[k]) - f.ey[k] * (px - f.ax[k]);
+  out.w[0] = cross[1] / cf.area2;
+  out.w[1] = cross[2] / cf.area2;
+  out.w[2] = cross[0] / cf.area2;
   T u[3];
   for (int k = 0; k < 3; ++k) u[k] = out.w[k] < T(0) ? T(0) : (out.w[k] > T(1) ? T(1) : out.w[k]);
   out.usum = u[0] + u[1] + u[2];
-  const T inv_usum = T(1) / out.usum;
-  for (int k = 0; k < 3; ++k) out.wc[k] = u[k] * inv_usum;
-  out.zp = T(1) / (out.wc[0] * cf.inv_z[0] + out.wc[1] * cf.inv_z[1] + out.wc[2] * cf.inv_z[2]);
+  for (int k = 0; k < 3; ++k) out.wc[k] = u[k] / out.usum;
+  out.zp = T(1) / (out.wc[0] / cf.z[0] + out.wc[1] / cf.z[1] + out.wc[2] / cf.z[2]);
   if (!(out.zp >= near && out.zp <= far)) return false;
   out.zn = (far - out.zp) / (far - near);
   return true;
