@@ -4,6 +4,7 @@ VENV    ?= .venv
 VPY     := $(VENV)/bin/python
 DATA    ?= data/synthetic.h5
 RUN     ?= runs/demo
+DEMO_ARGS ?=
 TEST_ARGS ?=
 
 GPU_OUT ?= gpu_check
@@ -27,8 +28,9 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# The training stage runs for a wall-clock budget: make demo DEMO_ARGS="--budget-minutes 5".
 demo: setup
-	$(VPY) -m pipelines.demo --data $(DATA) --out $(RUN)
+	$(VPY) -m pipelines.demo --data $(DATA) --out $(RUN) $(DEMO_ARGS)
 
 test: setup
 	$(VPY) -m pytest -q $(TEST_ARGS)

@@ -1,21 +1,32 @@
-"""Benchmark the soft rasterizer implementations and one training step, side by side in ONE run.
+"""Benchmark the soft rasterizer implementations and the training step, side by side in ONE run.
 
-    python -m pipelines.bench [--quick] [--device cpu|cuda] [--json OUT]
+    python -m pipelines.bench [--quick] [--device cpu|cuda] [--json OUT] [--precision all|auto|fp32|bf16]
+                              [--step-batches 16,64] [--contention] [--layouts]
 
 Prints a table of forward and forward+backward times per implementation and batch (64x64,
-1280-face deformed template), the dense oracle's time per image, speedup ratios, a training step
-(the real objective and optimizer, TrainConfig defaults) split into network / render / loss, and
-voxelization throughput. Times are measured, never asserted.
+1280-face deformed template), the dense oracle's time per image, speedup ratios, the full training
+step (loading the batch from --data, network forward+backward, render, loss, Adam) per precision and
+batch with the data-loader wait, what --precision auto picks, voxelization throughput, and the
+3D-IoU protocols' throughput (softras: C++ kernel and tensor reference; exact). --contention also
+measures every training step next to a process that keeps one core busy, and training throughput
+per thread count and OpenMP wait policy; --layouts the network per encoder, precision and memory
+layout. Times are measured, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
-from pipelines.cli import OneLineParser, console, user_errors
-from recon.benchmark import bench_renderers, bench_train_step, bench_voxelize, records_as_dicts, renderer_ratios
+from pipelines.cli import OneLineParser, console, user_errors, wide_print
+from recon.benchmark import (auto_precision, bench_contention, bench_layouts, bench_protocols, bench_renderers,
+                             bench_training_steps, bench_voxelize, records_as_dicts, renderer_ratios, step_ratios)
 from recon.distributed import resolve_device
 from recon.io import check_writable_file, write_json
 from recon.render.softras import available_impls
@@ -30,41 +41,142 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) ->
     return t
 
 
+def _batches(spec: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in spec.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ValueError(f"--step-batches must be a comma list of batch sizes >= 1, e.g. 16,64, got {spec!r}")
+    return values
+
+
+def _step_data(spec: str | None, stack: ExitStack) -> str:
+    """The dataset training steps load from: ``--data``, else the default dataset when it exists,
+    else a small synthetic one built in a temporary directory (a few seconds)."""
+    from recon.data.schema import validate
+    from recon.data.synthetic import build_synthetic
+
+    if spec is not None:
+        validate(spec, require_splits=("train",))
+        return spec
+    if Path("data/synthetic.h5").is_file():
+        return "data/synthetic.h5"
+    path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recon-bench-"))) / "bench.h5"
+    console.print(f"no --data and no data/synthetic.h5: building a small dataset in {path.parent}")
+    build_synthetic(path, per_category=(8, 1, 1), categories=["chair", "table"], seed=0, workers=1, progress=False)
+    return str(path)
+
+
+def _training_steps(args: argparse.Namespace, device: str, data: str) -> dict[str, Any]:
+    """The training-step section: auto's choice, the steps per precision and batch, their ratios."""
+    import torch
+
+    from recon.runtime import choose_threads, tune_allocator
+
+    if device == "cpu":
+        tune_allocator()  # as training does
+        threads, why = choose_threads(args.threads)
+        torch.set_num_threads(threads)
+        console.print(f"training steps on {threads} CPU thread(s) ({why}); data from {data}")
+    batches = _batches(args.step_batches)
+    auto = {}
+    if args.precision in ("all", "auto"):
+        for b in batches:
+            auto[b] = auto_precision(b, device)
+            console.print(f"--precision auto at batch {b}: {auto[b].precision} ({auto[b].reason})")
+    if args.precision == "all":
+        precisions = ("fp32", "bf16")
+    elif args.precision == "auto":
+        precisions = tuple(dict.fromkeys(c.precision for c in auto.values()))
+    else:
+        precisions = (args.precision,)
+    steps = bench_training_steps(data, batches, precisions, repeats=1 if args.quick else 3, device=device,
+                                 workers=args.workers, contention=args.contention,
+                                 note=lambda text: console.print(text, highlight=False))
+    ratios = step_ratios(steps)
+    busy = args.contention
+    wide_print(_table(f"training step ({device}; ms, medians; total = data + network + render + loss + Adam)",
+                         ("precision", "batch", "threads", "data", "network", "render", "loss", "Adam", "total",
+                          "CPU time", *(("total, 1 core busy",) if busy else ())),
+                         [(r.precision, str(r.batch), str(r.threads),
+                           *(f"{v:.1f}" for v in (r.data_ms, r.network_ms, r.render_ms, r.loss_ms, r.optimizer_ms,
+                                                  r.total_ms, r.cpu_ms)),
+                           *((f"{r.busy_total_ms:.1f}",) if busy else ())) for r in steps]))
+    if ratios:
+        console.print(_table("bf16 speedup of the whole step", ("ratio", "x"), [(k, f"{v:.2f}") for k, v in ratios.items()]))
+    return {"train_step": [vars(r) for r in steps], "train_step_ratios": ratios,
+            "auto_precision": {str(b): vars(c) for b, c in auto.items()}}
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = OneLineParser(prog="python -m pipelines.bench", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer repeats and batches 1/16 only (a smoke run)")
+    p.add_argument("--quick", action="store_true", help="one round per setting, renderer batches 1/16 only (a smoke run)")
     p.add_argument("--device", default="cpu", help="cpu | cuda (default: %(default)s)")
     p.add_argument("--json", default=None, help="write records + ratios here")
     p.add_argument("--impls", default=None, help="comma list to restrict implementations (torch,cpp,cuda)")
-    p.add_argument("--step-batch", type=int, default=64, help="batch of the training-step benchmark")
+    p.add_argument("--step-batches", default="16,64",
+                   help="batches of the training-step benchmark (default: %(default)s; 16 is the demo's)")
+    p.add_argument("--precision", choices=["all", "auto", "fp32", "bf16"], default="all",
+                   help="precisions of the training step: all = fp32 and bf16 side by side, auto = what --precision "
+                        "auto picks for each batch (default: %(default)s)")
+    p.add_argument("--data", default=None, help="dataset the training steps load from (default: data/synthetic.h5 "
+                                                "when present, else a small one built in a temp dir)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the training steps (default: 0)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (default: 0 = as training chooses: the cores idle at start)")
+    p.add_argument("--contention", action="store_true",
+                   help="also measure next to a process that keeps one core busy, and per thread count and OpenMP "
+                        "wait policy")
+    p.add_argument("--layouts", action="store_true",
+                   help="also time each encoder's network per precision and memory layout (channels_last or not)")
     args = p.parse_args(argv)
-    with user_errors():
+    with user_errors(), ExitStack() as stack:
         if args.json:
             check_writable_file(args.json, "--json")
-        if args.step_batch < 1:
-            raise ValueError(f"--step-batch must be >= 1, got {args.step_batch}")
+        if args.workers < 0 or args.threads < 0:
+            raise ValueError("--workers and --threads must be >= 0")
+        _batches(args.step_batches)
         device = str(resolve_device(args.device))
+        data = _step_data(args.data, stack)
         for impl, why in available_impls(device).items():
             console.print(f"softras/{impl}: " + ("available" if why is None else f"[yellow]unavailable[/] ({why})"))
-        step_batch = 8 if args.quick else args.step_batch
         records = bench_renderers((1, 16) if args.quick else (1, 16, 64), device, 2 if args.quick else 5,
                                   impls=tuple(args.impls.split(",")) if args.impls else None)
         ratios = renderer_ratios(records)
-        step = bench_train_step(batch=step_batch, device=device, repeats=1 if args.quick else 3)
+        load = os.getloadavg()
+        steps = _training_steps(args, device, data)
         vox = bench_voxelize(batch=16 if args.quick else 64, repeats=1 if args.quick else 3)
+        protocols = bench_protocols(batch=16 if args.quick else 64, repeats=1 if args.quick else 3)
         console.print(_table(f"soft rasterizer, 64x64, 1280 faces ({device})",
                              ("impl", "batch", "fwd ms", "fwd+bwd ms", "fwd+bwd ms / image"),
                              [(r.impl, str(r.batch), f"{r.fwd_ms:.2f}", f"{r.fwdbwd_ms:.2f}",
                                f"{r.per_image_fwdbwd_ms:.3f}") for r in records]))
         console.print(_table("speedups (forward+backward)", ("ratio", "x"), [(k, f"{v:.1f}") for k, v in ratios.items()]))
-        console.print(_table(f"training step, batch {step_batch} ({device}, impl {step['impl']})",
-                             ("network", "render", "loss", "optimizer", "total", "render share"),
-                             [(*(f"{step[k]:.1f} ms" for k in ("network", "render", "loss", "optimizer", "total")),
-                               f"{100 * step['render_fraction']:.1f}%")]))
         console.print(f"voxelization (32^3, 1280 faces): {vox:.0f} meshes/s")
-        out = {"device": device, "records": records_as_dicts(records), "ratios": ratios, "train_step": step,
-               "voxelize_meshes_per_s": vox}
+        console.print(_table("3D-IoU protocols (32^3, 1280 faces, CPU)", ("protocol / impl", "meshes/s"),
+                             [(k, f"{v:.0f}" if isinstance(v, float) else f"unavailable ({v})")
+                              for k, v in protocols.items()]))
+        out = {"device": device, "records": records_as_dicts(records), "ratios": ratios, **steps,
+               "voxelize_meshes_per_s": vox, "protocol_meshes_per_s": protocols}
+        if args.contention:
+            out["contention"] = bench_contention(seconds=2.0 if args.quick else 6.0,
+                                                 note=lambda text: console.print(text, highlight=False))
+            console.print(_table("training throughput next to a busy process (batch 16, bf16, random data)",
+                                 ("threads", "OpenMP wait", "alone it/s", "1 core busy it/s", "kept"),
+                                 [(str(r["threads"]), r["policy"], f"{r['quiet_it_s']:.2f}", f"{r['busy_it_s']:.2f}",
+                                   f"{100 * r['kept']:.0f}%") for r in out["contention"]]))
+        if args.layouts:
+            out["layouts"] = bench_layouts(batches=_batches(args.step_batches), repeats=1 if args.quick else 3,
+                                           device=device)
+            wide_print(_table("network forward+backward+Adam by memory layout (ms, CPU ms)",
+                                 ("encoder", "batch", "precision", "layout", "ms", "CPU ms"),
+                                 [(r["encoder"], str(r["batch"]), r["precision"], r["layout"], f"{r['ms']:.1f}",
+                                   f"{r['cpu_ms']:.1f}") for r in out["layouts"]]))
+        out["load_average"] = [load, os.getloadavg()]  # (1, 5, 15 min) before the training steps and at the end
+        console.print(f"load average before the training steps {load[0]:.1f}, at the end {out['load_average'][1][0]:.1f} "
+                      f"({os.cpu_count()} cores): other processes slow every measurement alike")
         if args.json:
             write_json(out, args.json)
             console.print(f"wrote {args.json}")

@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -76,6 +76,25 @@ def make_progress(*fields: str, transient: bool = False) -> Progress:
     return Progress(*cols, console=console, transient=transient)
 
 
+@contextmanager
+def counting_progress() -> Iterator[Callable[..., None]]:
+    """A progress callback ``update(done, total, name="eval")`` whose bars appear only once work
+    is under way (not before the inputs were checked; not in the middle of a training's own bar)."""
+    bar, tasks = make_progress(), {}
+
+    def update(done: int, total: int, name: str = "eval") -> None:
+        if not tasks:
+            bar.start()
+        if name not in tasks:
+            tasks[name] = bar.add_task(name, total=total)
+        bar.update(tasks[name], completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        bar.stop()
+
+
 def wide_print(renderable: Any) -> None:
     """Print a table on stdout: fitted to a terminal's width, but never cut (no ellipses) when the
     output goes to a file or a pipe."""
@@ -96,7 +115,9 @@ class TrainProgress:
         if not t.is_main:
             return
         n = t.model.num_parameters()
-        console.print(f"[bold]recon train[/] encoder={t.cfg.encoder} ({n['encoder']:,} + {n['decoder']:,} decoder = "
+        colour = f" + {n['colour']:,} colour head" if "colour" in n else ""
+        console.print(f"[bold]recon train[/] encoder={t.cfg.encoder} ({n['encoder']:,} + {n['decoder']:,} decoder"
+                      f"{colour} = "
                       f"{n['total']:,} parameters) backend={t.cfg.backend} impl={getattr(t.renderer, 'impl', '-')} "
                       f"device={t.device} world={t.world} -> {escape(t.cfg.out)}")
         self.bar = make_progress("loss", "iou_loss", "val_iou", "it_s")

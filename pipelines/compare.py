@@ -23,7 +23,7 @@ import sys
 
 from rich.markup import escape
 
-from pipelines.cli import OneLineParser, TrainProgress, console, make_progress, user_errors, wide_print
+from pipelines.cli import OneLineParser, TrainProgress, console, counting_progress, user_errors, wide_print
 from recon.compare import preset_defaults, run_comparison
 from recon.config import CompareConfig, TrainConfig, add_dataclass_args, config_from_args
 from recon.report import comparison_table
@@ -46,8 +46,8 @@ def _preset_name(argv: list[str]) -> str | None:
     return pre.parse_known_args(argv)[0].preset
 
 
-def main(argv: list[str] | None = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse_config(argv: list[str]) -> CompareConfig:
+    """The ``CompareConfig`` of a command line: the preset's values (``--preset``), then the explicit flags."""
     parser = build_parser()
     name = _preset_name(argv)
     if name is not None:
@@ -58,27 +58,23 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     cfg = config_from_args(CompareConfig, args)
     cfg.train = config_from_args(TrainConfig, args)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = parse_config(argv)
     with user_errors(TrainingError):
         encoders = cfg.validate()
         preset = f" (preset {cfg.preset})" if cfg.preset else ""
         console.print(f"[bold]recon compare[/]{escape(preset)} {', '.join(encoders)} on {escape(cfg.train.data)}: "
                       f"{cfg.train.iterations} steps each, seed {cfg.train.seed}, batch size {cfg.train.batch_size}, "
                       f"lr {cfg.train.lr}, 3D IoU protocol {cfg.protocol} on {cfg.split} -> {escape(cfg.out)}")
-        bar, tasks = make_progress(), {}
-
-        def progress(encoder: str, done: int, total: int) -> None:
-            if not tasks:
-                bar.start()  # after the trainings' own progress bars
-            if encoder not in tasks:
-                tasks[encoder] = bar.add_task(f"eval {encoder}", total=total)
-            bar.update(tasks[encoder], completed=done)
-
-        try:
-            record = run_comparison(cfg, train_hooks=lambda plan: TrainProgress(), progress=progress,
+        with counting_progress() as progress:
+            record = run_comparison(cfg, train_hooks=lambda plan: TrainProgress(),
+                                    progress=lambda encoder, done, total: progress(done, total, f"eval {encoder}"),
                                     note=lambda text: console.print(escape(text), highlight=False),
                                     command=f"python -m pipelines.compare {shlex.join(argv)}")
-        finally:
-            bar.stop()
         wide_print(comparison_table(record))
         console.print(f"wrote {escape(cfg.out)}/table.json, table.md, curves.png, report.html and "
                       f"{', '.join(f'{e}_predictions.png' for e in encoders)}")

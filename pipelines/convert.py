@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None):
             info = convert(cfg)
         for w in caught:
             err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
-        title = f"{cfg.path}: valid recon-hdf5 v1" if cfg.command == "validate" else f"{cfg.out} ({cfg.command})"
+        title = (f"{cfg.path}: valid recon-hdf5 v{info.version}" if cfg.command == "validate"
+                 else f"{cfg.out} ({cfg.command})")
         console.print(summary_table(info, title, None if cfg.command == "validate" else time.time() - t0))
         return info
 

@@ -2,8 +2,11 @@
 
     python -m pipelines.demo --data data/synthetic.h5 --out runs/demo     (what `make demo` runs)
 
-The training budget is sized for about 10 minutes on 2 CPU cores and grows automatically on a GPU.
-Existing outputs are reused: the dataset when it validates, training when RUN holds a finished run.
+The training stage runs for a wall-clock budget (--budget-minutes, default 8): a short calibration
+times the training step on this machine and fixes the number of steps (and the lr decay point) up
+front; RUN/config.json records them, and the flags printed at the end (--iterations N --precision P
+--threads T ...) rerun the same training exactly. Existing outputs are reused: the dataset when it
+validates, the training when RUN holds a run (an unfinished one is resumed with its recorded settings).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from pipelines.cli import OneLineParser, TrainProgress, console, make_progress, user_errors, wide_print
+from pipelines.cli import OneLineParser, TrainProgress, console, counting_progress, user_errors, wide_print
 from recon.config import DemoConfig, add_dataclass_args, config_from_args
 from recon.demo import run_demo
 from recon.report import results_table
@@ -31,22 +34,14 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = config_from_args(DemoConfig, build_parser().parse_args(argv))
     with user_errors(TrainingError):
         cfg.validate()
-        bar, task = make_progress(), None
-
-        def progress(done: int, total: int) -> None:
-            nonlocal task
-            if task is None:
-                bar.start()
-                task = bar.add_task("eval", total=total)
-            bar.update(task, completed=done)
-
-        try:
+        with counting_progress() as progress:
             record = run_demo(cfg, note=lambda text: console.print(escape(text), highlight=False),
                               train_hooks=TrainProgress(), progress=progress)
-        finally:
-            bar.stop()
         wide_print(results_table(record, title=f"{record['encoder']} on {Path(cfg.data).name}:test"))
         gain = record["mean_iou"] - record["baselines"]["mean_shape"]["mean_iou"]
+        training = record["training"]
+        console.print(f"training: {training['iterations']} steps in {record['train_minutes']:.1f} min; the same "
+                      f"training again: python -m pipelines.demo {training['reproduce']}", highlight=False)
         console.print(f"[bold green]demo done in {record['minutes']:.1f} min[/]: test IoU {record['mean_iou']:.3f}, "
                       f"{gain:+.3f} over the category-mean shape. Report: {escape(record['outputs']['json'])}, "
                       f"figures: {escape(str(record['outputs']['figures']))}")

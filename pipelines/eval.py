@@ -8,6 +8,9 @@ Prints a per-category table (silhouette loss, 3D IoU, Chamfer, F-score) with the
 the JSON (with every scored prediction in per_object), Fig. 2-style PNGs and .obj meshes.
 --protocol softras (default) scores like SoftRas/NMR's evaluate_iou, the published numbers;
 --protocol exact uses ray parity at the cell centres of [-0.5, 0.5]^3 (the first release's metric).
+Runs trained with --colour are also scored on colour (PSNR / L1 of the rendered RGB vs the images at
+the input and at novel views, with a mean-colour-per-object baseline; see recon.colour) and their
+meshes and 3D page carry the predicted vertex colours.
 Checks that the JSON and figures can be written before computing anything.
 """
 
@@ -18,10 +21,10 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from pipelines.cli import OneLineParser, console, make_progress, user_errors, wide_print
+from pipelines.cli import OneLineParser, console, counting_progress, user_errors, wide_print
 from recon.config import EvalConfig, add_dataclass_args, config_from_args
 from recon.evaluate import evaluate_run
-from recon.report import results_table
+from recon.report import colour_table, results_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,11 +38,12 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = config_from_args(EvalConfig, build_parser().parse_args(argv))
     with user_errors():
         cfg.validate()
-        with make_progress() as bar:
-            task = bar.add_task("eval", total=None)
-            record = evaluate_run(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total),
+        with counting_progress() as progress:
+            record = evaluate_run(cfg, progress=progress,
                                   note=lambda text: console.print(escape(text), highlight=False, soft_wrap=True))
         wide_print(results_table(record, title=f"{record['encoder']} on {Path(cfg.data).name}:{cfg.split}"))
+        if "colour_baselines" in record:  # a coloured run (--colour): PSNR / L1 of its colours
+            wide_print(colour_table(record, title=f"{record['encoder']} colours on {Path(cfg.data).name}:{cfg.split}"))
         base = record["baselines"]
         oracle = f", oracle {base['oracle']['mean_iou']:.4f}" if "oracle" in base else ""
         console.print(f"mean 3D IoU {record['mean_iou']:.4f} under protocol {record['protocol']} (template "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 
 from pipelines.cli import OneLineParser, console, user_errors
+from recon.gpucheck import REPORT_JSON, REPORT_MD, GpuCheckConfig, run_gpu_check
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -34,8 +35,6 @@ def main(argv: list[str] | None = None) -> dict:
                    help="sections that would start after this many seconds are skipped (default: %(default)s)")
     args = p.parse_args(argv)
     with user_errors():
-        from recon.gpucheck import REPORT_JSON, REPORT_MD, GpuCheckConfig, run_gpu_check
-
         cfg = GpuCheckConfig(out=args.out, dry_run=args.dry_run, train_steps=args.train_steps, tests=args.tests,
                              work=args.work, budget_s=args.budget_s)
         cfg.validate()

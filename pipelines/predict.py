@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="run directory (uses best.pt) or checkpoint file")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="the network's precision: auto = the one the checkpoint was trained in where this device "
+                        "runs it natively, else fp32 (default: %(default)s)")
     p.add_argument("--framing", choices=["auto", "as-is", "fill"], default=None,
                    help="how images are framed for the model (default: auto, or fill when --fill is given)")
     p.add_argument("--fill", type=float, default=None,
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
         framing = Framing.from_flags(args.framing, args.fill)
         check_output_dir(args.out, "--out")
-        predictor = Predictor.load(args.checkpoint, args.device)
+        predictor = Predictor.load(args.checkpoint, args.device, args.precision)
     console.print(f"[bold]recon predict[/] {len(args.images)} image(s) with {predictor.description} -> {args.out}",
                   highlight=False, soft_wrap=True)
     failed = 0

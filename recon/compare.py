@@ -53,9 +53,9 @@ __all__ = ["SOFTRAS_CLASSES", "REPORT6_CLASSES", "PRESETS", "preset_defaults", "
 
 # Experiment-defining settings: a run reused or resumed by a comparison must agree on these.
 _SAME = ("encoder", "backend", "seed", "batch_size", "lr", "lambda_lap", "lambda_flat", "sigma", "eps", "decay_at",
-         "decay")
+         "decay", "colour", "colour_head", "lambda_colour")
 # Values of settings added after runs were first written, as those runs used them (absent from their config.json).
-_BEFORE_FIELD = {"eps": 1e-4}
+_BEFORE_FIELD = {"eps": 1e-4, "colour": False, "colour_head": "latent", "lambda_colour": 1.0}
 
 # SoftRas examples/recon/train.py CLASS_IDS_ALL: the 13 ShapeNet classes of the SoftRas/NMR data.
 SOFTRAS_CLASSES = ("02691156", "02828884", "02933112", "02958343", "03001627", "03211117", "03636649", "03691459",
@@ -163,7 +163,7 @@ def eval_config(cfg: CompareConfig, plan: RunPlan) -> EvalConfig:
     ckpt = resolve_checkpoint(plan.run_dir, prefer=cfg.checkpoint)
     return EvalConfig(checkpoint=str(ckpt), data=cfg.train.data, split=cfg.split, views=cfg.views,
                       backend=cfg.train.backend, impl=cfg.train.impl, protocol=cfg.protocol, encoder=plan.encoder,
-                      device=cfg.train.device,
+                      device=cfg.train.device, precision=cfg.train.precision,
                       max_per_category=cfg.max_per_category or None, full_metrics=cfg.full_metrics,
                       figures=cfg.figures)
 

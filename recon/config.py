@@ -19,8 +19,9 @@ from recon.data.dataset import split_categories
 from recon.data.schema import validate as validate_dataset
 from recon.io import atomic_write_bytes, check_output_dir
 from recon.models.encoders import ENCODERS
+from recon.models.precision import PRECISION_HELP, PRECISIONS, check_precision
 from recon.protocols import check_protocol
-from recon.render import BACKENDS
+from recon.render import BACKENDS, RGBA_BACKENDS
 
 __all__ = ["TrainConfig", "EvalConfig", "CompareConfig", "DemoConfig", "VIEWS_HELP", "parse_views", "add_dataclass_args", "config_from_args",
            "save_config"]
@@ -83,12 +84,20 @@ class TrainConfig:
     out: str = field(default="runs/run", metadata={"help": "run directory (config, metrics, checkpoints)"})
     encoder: str = field(default="baseline", metadata={"help": "baseline | resnet | attention"})
     backend: str = field(default="softras", metadata={"help": "rendering backend: " + " | ".join(BACKENDS)})
-    impl: str = field(default="auto", metadata={"help": "softras implementation: auto | torch | cpp | cuda"})
+    impl: str = field(default="auto", metadata={"help": "softras / dibr implementation: auto | torch | cpp | cuda"})
     iterations: int = field(default=250_000, metadata={"help": "training steps (SoftRas: 250k)"})
     batch_size: int = field(default=64, metadata={"help": "objects per step (each gives 2 images, 4 renders)"})
     lr: float = field(default=1e-4, metadata={"help": "Adam learning rate"})
     lambda_lap: float = field(default=5e-3, metadata={"help": "Laplacian regulariser weight"})
     lambda_flat: float = field(default=5e-4, metadata={"help": "flatten regulariser weight"})
+    colour: bool = field(default=False, metadata={
+        "help": "also predict per-vertex colours (a colour head) and train them: loss + lambda_colour x L1 of the "
+                "rendered RGB vs the images inside their masks (needs --backend softras or dibr; recon.colour)"})
+    colour_head: str = field(default="latent", metadata={
+        "help": "with --colour: latent (per-vertex gains from the latent on the image's mean colour; no camera "
+                "needed, best at novel views) | sample (the input image's colour where each vertex projects; best at "
+                "the input view only, needs the input camera)", "choices": ("latent", "sample")})
+    lambda_colour: float = field(default=1.0, metadata={"help": "colour L1 weight (with --colour)"})
     sigma: float = field(default=1e-4, metadata={"help": "soft rasterizer sharpness"})
     eps: float = field(default=1e-4, metadata={"help": "soft rasterizer cutoff: pixel-face pairs whose probability is "
                                                        "below eps are skipped (SoftRas dist_eps: 1e-4 library "
@@ -98,6 +107,8 @@ class TrainConfig:
     decay: float = field(default=0.3, metadata={"help": "lr and sigma multiplier after decay_at"})
     seed: int = field(default=0, metadata={"help": "seed for weights and data sampling"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
+    precision: str = field(default="auto", metadata={"help": PRECISION_HELP + "; config.json records the result",
+                                                     "choices": PRECISIONS})
     val_every: int = field(default=1000, metadata={"help": "validate (3D IoU) and checkpoint every K steps"})
     val_objects: int = field(default=10, metadata={"help": "val objects per category for periodic validation (0 = all)"})
     val_views: str = field(default="0,6,12,18", metadata={"help": "views used for periodic validation: " + VIEWS_HELP})
@@ -107,7 +118,8 @@ class TrainConfig:
     max_bad_steps: int = field(default=5, metadata={"help": "stop after this many non-finite steps in a row"})
     resume: bool = field(default=False, metadata={"help": "continue from the newest valid checkpoint in --out"})
     tensorboard: bool = field(default=True, metadata={"help": "log to RUN/tb when tensorboard is installed"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = the cores idle at start, at least 1; "
+                                                      "config.json records the result)"})
 
     def validate(self) -> list[int]:
         """``check_flags()``, then the files: ``--out`` can become a run directory, the dataset has a
@@ -128,6 +140,7 @@ class TrainConfig:
         if self.encoder not in ENCODERS:
             raise ValueError(f"--encoder {self.encoder!r} unknown; valid encoders: {', '.join(ENCODERS)}")
         _check_common(self.device, self.backend)
+        check_precision(self.precision)
         for name in ("iterations", "batch_size", "val_every", "log_every", "keep", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
@@ -138,7 +151,12 @@ class TrainConfig:
         if not 0 < self.eps < 0.5:
             raise ValueError(f"--eps must be in (0, 0.5) (SoftRas: 1e-10 in training, 1e-4 by default), "
                              f"got {self.eps}")
-        for name in ("lambda_lap", "lambda_flat"):
+        if self.colour and self.backend not in RGBA_BACKENDS:
+            raise ValueError(f"--colour needs a backend with a colour render ({' or '.join(RGBA_BACKENDS)}), "
+                             f"got --backend {self.backend}")
+        if self.colour_head not in ("latent", "sample"):
+            raise ValueError(f"--colour-head must be latent or sample, got {self.colour_head!r}")
+        for name in ("lambda_lap", "lambda_flat", "lambda_colour"):
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{_flag(name)} must be a finite number >= 0, got {v}")
@@ -168,12 +186,15 @@ class EvalConfig:
     views: str = field(default="all", metadata={"help": VIEWS_HELP})
     backend: str = field(default="softras",
                          metadata={"help": "renderer for the silhouette loss: " + " | ".join(BACKENDS)})
-    impl: str = field(default="auto", metadata={"help": "softras implementation: auto | torch | cpp | cuda"})
+    impl: str = field(default="auto", metadata={"help": "softras / dibr implementation: auto | torch | cpp | cuda"})
     protocol: str = field(default="softras", metadata={
         "help": "3D IoU protocol: softras (SoftRas/NMR evaluate_iou, the published numbers) | exact (ray parity at "
                 "the cell centres of [-0.5, 0.5]^3)", "choices": ("softras", "exact")})
     encoder: str | None = field(default=None, metadata={"help": "expected encoder; error if the checkpoint differs"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
+    precision: str = field(default="auto", metadata={
+        "help": "auto | fp32 | bf16: the encoder/decoder's precision (auto = the one the checkpoint was trained in "
+                "where this device runs it natively, else fp32)", "choices": PRECISIONS})
     max_per_category: int | None = field(default=None,
                                          metadata={"help": "evaluate only the first N objects per category"})
     full_metrics: bool = field(default=True, metadata={"help": "Chamfer / F-score (--no-full-metrics: faster)"})
@@ -191,6 +212,7 @@ class EvalConfig:
             raise ValueError(f"--split {self.split!r}: expected train, val or test")
         _check_common(self.device, self.backend)
         check_protocol(self.protocol)
+        check_precision(self.precision)
         if self.encoder is not None and self.encoder not in ENCODERS:
             raise ValueError(f"--encoder {self.encoder!r} unknown; valid encoders: {', '.join(ENCODERS)}")
         if self.figures < 0:
@@ -285,10 +307,16 @@ class DemoConfig:
     encoder: str = field(default="baseline", metadata={"help": "baseline | resnet | attention"})
     per_category: int = field(default=300, metadata={"help": "train objects per category when building the data "
                                                              "(val/test: recon.data.synthetic.split_sizes)"})
-    iterations: int = field(default=0, metadata={"help": "training steps (0 = the device's demo budget)"})
-    batch_size: int = field(default=0, metadata={"help": "batch size (0 = the device's demo budget)"})
+    budget_minutes: float = field(default=8.0, metadata={
+        "help": "wall-clock budget of the training stage: a short calibration fixes the steps that fit it"})
+    iterations: int = field(default=0, metadata={"help": "training steps (0 = as many as fit --budget-minutes); "
+                                                         "with the run's --precision and --threads it reproduces it"})
+    batch_size: int = field(default=0, metadata={"help": "batch size (0 = 16 on CPU, 64 on CUDA)"})
     lr: float = field(default=5e-4, metadata={"help": "Adam learning rate for the short demo run"})
+    decay_at: float = field(default=0.6, metadata={"help": "fraction of the steps after which lr and sigma are x 0.3"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
+    precision: str = field(default="auto", metadata={"help": PRECISION_HELP, "choices": PRECISIONS})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = the cores idle at start, at least 1)"})
     seed: int = field(default=0, metadata={"help": "seed of the dataset and the training"})
 
     def validate(self) -> None:
@@ -297,10 +325,15 @@ class DemoConfig:
             raise ValueError(f"--encoder {self.encoder!r} unknown; valid encoders: {', '.join(ENCODERS)}")
         if self.per_category < 1:
             raise ValueError(f"--per-category must be >= 1, got {self.per_category}")
-        if min(self.iterations, self.batch_size) < 0:
-            raise ValueError("--iterations and --batch-size must be >= 0 (0 = the demo budget)")
+        if min(self.iterations, self.batch_size, self.threads) < 0:
+            raise ValueError("--iterations, --batch-size and --threads must be >= 0 (0 = the demo's choice)")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"--lr must be a positive finite number, got {self.lr}")
+        if not (self.budget_minutes > 0 and math.isfinite(self.budget_minutes)):
+            raise ValueError(f"--budget-minutes must be a positive number of minutes, got {self.budget_minutes}")
+        if not 0 <= self.decay_at <= 1:
+            raise ValueError(f"--decay-at must be in [0, 1], got {self.decay_at}")
+        check_precision(self.precision)
         check_output_dir(self.out, "--out")
 
 _TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str, "float | None": float}

@@ -1,41 +1,127 @@
-"""The main job end to end (``make demo``): build the default dataset -> train -> evaluate.
+"""The main job end to end (``make demo``): build the default dataset -> train for a time budget ->
+evaluate.
 
-Existing outputs are reused: the dataset when it validates, the training when the run
-directory holds a finished run (an unfinished one is resumed).
+The training runs for a wall-clock budget (``--budget-minutes``), not a fixed step count that
+would overrun on a slower machine: ``calibrate`` fixes the thread count and the precision, times a
+few training steps and one validation of the demo's own setting on a throwaway model, and sets the
+number of steps (and with it the lr/sigma decay point, ``decay_at`` x steps) up front. The run's
+config.json records steps, precision and threads: ``--iterations N --precision P --threads T``
+reproduces the run exactly (``--iterations N`` skips the calibration).
+
+Existing outputs are reused: the dataset when it validates, the training when the run directory
+holds a run (finished: reused; unfinished: resumed), with the settings its config.json records.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from recon.config import DemoConfig, EvalConfig, TrainConfig
+import torch
+
+from recon.config import DemoConfig, EvalConfig, TrainConfig, parse_views
 from recon.data.schema import DatasetFormatError, validate
 from recon.data.synthetic import build_synthetic, split_sizes
 from recon.distributed import resolve_device
-from recon.evaluate import evaluate_run
+from recon.evaluate import evaluate, evaluate_run
+from recon.models import Reconstructor
+from recon.models.precision import choose_training_precision
 from recon.runs import step_checkpoints
+from recon.runtime import choose_threads, tune_allocator
 from recon.training import TrainHooks, train
 
-__all__ = ["BUDGETS", "demo_train_config", "run_demo"]
+__all__ = ["DEMO_BATCH", "VALIDATIONS", "Calibration", "demo_train_config", "calibrate", "run_demo"]
 
-# (iterations, batch size) per device type; the CPU budget fits ~10 minutes on 2 cores.
-BUDGETS = {"cpu": (1000, 16), "cuda": (20000, 64)}
+DEMO_BATCH = {"cpu": 16, "cuda": 64}  # batch size per device type (--batch-size 0)
+VALIDATIONS = 4  # validations (and checkpoints) per demo run
+STEP_MULTIPLE = 40  # calibrated step counts are rounded down to a multiple of this (>= 1 x it)
+_WARMUP_STEPS, _TIMED_STEPS = 2, 8
+_MARGIN = 0.03  # of the budget, for checkpoint writes and step-time jitter
 
 
-def demo_train_config(cfg: DemoConfig, device_type: str) -> TrainConfig:
-    """The demo's training: the device's budget (unless overridden), validation 4 times per run."""
-    iterations, batch = BUDGETS[device_type]
-    iterations = cfg.iterations or iterations
+@dataclass
+class Calibration:
+    """How the demo's step count was fixed: measured seconds per training step and per validation,
+    the calibration's own seconds, the budget, and the resulting settings."""
+
+    step_s: float
+    val_s: float
+    seconds: float
+    budget_s: float
+    iterations: int
+    precision: str
+    threads: int
+    reason: str
+
+
+def demo_train_config(cfg: DemoConfig, device_type: str, iterations: int, precision: str | None = None,
+                      threads: int | None = None) -> TrainConfig:
+    """The demo's training of ``iterations`` steps: the device's batch (unless ``--batch-size``),
+    validation ``VALIDATIONS`` times per run, resumed when the run directory holds checkpoints."""
     return TrainConfig(data=cfg.data, out=cfg.out, encoder=cfg.encoder, iterations=iterations,
-                       batch_size=cfg.batch_size or batch, lr=cfg.lr, device=cfg.device, seed=cfg.seed,
-                       val_every=max(iterations // 4, 1), resume=bool(step_checkpoints(cfg.out)))
+                       batch_size=cfg.batch_size or DEMO_BATCH[device_type], lr=cfg.lr, decay_at=cfg.decay_at,
+                       device=cfg.device, seed=cfg.seed, val_every=max(iterations // VALIDATIONS, 1),
+                       precision=precision or cfg.precision, threads=cfg.threads if threads is None else threads,
+                       resume=bool(step_checkpoints(cfg.out)))
+
+
+def calibrate(cfg: DemoConfig, device: torch.device, budget_s: float) -> Calibration:
+    """Fix threads and precision (as training would), then time ``_TIMED_STEPS`` training steps
+    (data loading included) and one periodic validation of the demo's setting on a throwaway
+    model, and fit the steps into what is left of ``budget_s`` after the calibration itself, the
+    ``VALIDATIONS`` validations and a small margin (a multiple of ``STEP_MULTIPLE``, at least one)."""
+    from recon.benchmark import StepRig  # the timed training step, data included
+
+    t0 = time.time()
+    tc = demo_train_config(cfg, device.type, iterations=STEP_MULTIPLE)
+    if device.type == "cpu":
+        tune_allocator()
+        threads, why = choose_threads(cfg.threads)
+    else:
+        threads, why = cfg.threads or torch.get_num_threads(), "torch default"
+    torch.set_num_threads(threads)
+    info = validate(cfg.data, require_splits=("train", "val"))
+    torch.manual_seed(cfg.seed)
+    model = Reconstructor(cfg.encoder, image_size=info.image_size).to(device)
+    choice = choose_training_precision(cfg.precision, model, 2 * tc.batch_size, info.image_size, device)
+    del model
+    rig = StepRig(tc, choice.precision, device, cfg.data)
+    for _ in range(_WARMUP_STEPS):
+        rig.step()
+    step_s = sum(rig.step()["total"] for _ in range(_TIMED_STEPS)) / _TIMED_STEPS / 1e3
+    t = time.time()
+    evaluate(rig.model, rig.renderer, cfg.data, "val", views=parse_views(tc.val_views, info.num_views),
+             max_per_category=tc.val_objects or None, device=device, full_metrics=False)
+    val_s = time.time() - t
+    del rig
+    seconds = time.time() - t0
+    left = budget_s * (1 - _MARGIN) - seconds - VALIDATIONS * val_s
+    iterations = max(int(left / step_s) // STEP_MULTIPLE * STEP_MULTIPLE, STEP_MULTIPLE)
+    return Calibration(step_s, val_s, seconds, budget_s, iterations, choice.precision, threads,
+                       f"precision {choice.reason}; threads {why}")
+
+
+def _saved_run(out: str) -> dict[str, Any] | None:
+    """The config.json of the run in ``out`` when it holds checkpoints (a run to reuse or resume)."""
+    path = Path(out) / "config.json"
+    if not step_checkpoints(out) or not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and isinstance(saved.get("iterations"), int) else None
 
 
 def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_hooks: TrainHooks | None = None,
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run the three stages; return the test eval record plus ``minutes`` (the whole demo's wall time).
+    """Run the three stages; return the test eval record plus ``minutes`` (the whole demo's wall
+    time), ``train_minutes`` and ``training`` (``iterations, batch_size, precision, threads, lr,
+    decay_at``, ``calibration``: ``Calibration`` as a dict or None, ``reproduce``: the flags that rerun
+    the training exactly).
 
     Args:
         note: one line per stage.
@@ -53,11 +139,31 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
         say(f"[1/3] dataset: building the default synthetic dataset at {cfg.data} "
             f"({sizes['train']}/{sizes['val']}/{sizes['test']} objects per category)")
         build_synthetic(Path(cfg.data), per_category=sizes, seed=cfg.seed)
-    tc = demo_train_config(cfg, device.type)
+    t_train = time.time()
+    calibration = None
+    saved = _saved_run(cfg.out) if not cfg.iterations else None
+    if cfg.iterations:
+        tc = demo_train_config(cfg, device.type, cfg.iterations)
+    elif saved is not None:
+        tc = demo_train_config(cfg, device.type, saved["iterations"], saved.get("precision"), saved.get("threads"))
+        say(f"[2/3] {cfg.out} holds a demo run of {tc.iterations} steps: continuing it with its recorded settings")
+    else:
+        say(f"[2/3] calibrating the training to a {cfg.budget_minutes:g}-minute budget")
+        calibration = calibrate(cfg, device, cfg.budget_minutes * 60)
+        tc = demo_train_config(cfg, device.type, calibration.iterations, calibration.precision, calibration.threads)
+        say(f"      {1e3 * calibration.step_s:.0f} ms/step, {calibration.val_s:.1f} s/validation "
+            f"({calibration.reason}) -> {tc.iterations} steps, lr/sigma decay at step {int(tc.decay_at * tc.iterations)}")
     say(f"[2/3] training {tc.encoder} for {tc.iterations} steps x batch {tc.batch_size} on {device}")
     train(tc, train_hooks)
+    saved = _saved_run(cfg.out) or {}
+    train_minutes = (time.time() - t_train) / 60
     say("[3/3] evaluating on the test split (every view of every object)")
     record = evaluate_run(EvalConfig(checkpoint=cfg.out, data=cfg.data, split="test", device=cfg.device),
                           progress=progress, note=say)
+    settings = {k: saved.get(k, getattr(tc, k)) for k in ("iterations", "batch_size", "precision", "threads", "lr",
+                                                          "decay_at")}
+    record["training"] = {**settings, "calibration": asdict(calibration) if calibration else None,
+                          "reproduce": " ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())}
+    record["train_minutes"] = train_minutes
     record["minutes"] = (time.time() - t0) / 60
     return record

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from recon import cameras
+from recon.colour import colour_record, object_colour_scores
 from recon.config import EvalConfig, parse_views
 from recon.data.dataset import iter_objects, split_categories
 from recon.data.schema import validate
@@ -44,10 +45,11 @@ from recon.losses import iou_loss
 from recon.metrics import iou_3d, mesh_metrics, sample_mesh_surface
 from recon.protocols import DEFAULT_PROTOCOL, check_protocol, voxelize
 from recon.protocols.ground_truth import GroundTruth
-from recon.render import get_renderer
+from recon.render import RGBA_BACKENDS, get_renderer
 from recon.render.base import Renderer
 from recon.report import (figure_predictions, prediction_mesh_name, save_prediction_meshes, viewer_items,
                           write_viewer_page)
+from recon.models.precision import inference_precision
 from recon.runs import load_model, lock_holder, resolve_checkpoint, run_dir_of
 
 __all__ = ["parse_views", "EvalResult", "Prediction", "evaluate", "template_row", "mean_shape_row", "oracle_row",
@@ -70,6 +72,7 @@ class Prediction:
     voxels: torch.Tensor  # (32, 32, 32) bool, ground truth
     iou: float
     record: int = -1      # index of its entry in EvalResult.per_object (-1: none)
+    colors: torch.Tensor | None = None  # (V, 3) predicted vertex colours in [0, 1]; None: a geometry-only model
 
 
 @dataclass
@@ -111,7 +114,7 @@ def evaluate(model: torch.nn.Module, renderer: Renderer, data: str | os.PathLike
              views: Sequence[int] | None = None, max_per_category: int | None = None,
              device: torch.device | str = "cpu", full_metrics: bool = True, keep_predictions: int = 0,
              categories: Sequence[str] | None = None, progress: Callable[[int], None] | None = None,
-             protocol: str = DEFAULT_PROTOCOL) -> EvalResult:
+             protocol: str = DEFAULT_PROTOCOL, colour_scores: bool = True) -> EvalResult:
     """Score ``model`` on ``split`` under a 3D-IoU protocol.
 
     Args:
@@ -124,6 +127,9 @@ def evaluate(model: torch.nn.Module, renderer: Renderer, data: str | os.PathLike
         keep_predictions: keep this many predictions per category (view ``views[0]`` of the first objects).
         progress: called with the number of objects done after each object.
         protocol: ``"softras"`` (published) or ``"exact"`` (``recon.protocols``).
+        colour_scores: for a model with a colour head, also score the colours (``recon.colour``: ``psnr``,
+            ``l1``, ``psnr_novel``, ``l1_novel`` and the mean-colour baseline's, prefixed ``mean_colour_``);
+            needs a renderer with ``rgba``.
     Returns:
         EvalResult with per-category {loss, iou, chamfer, fscore, n} and one ``per_object`` entry per
         (object, view).
@@ -138,10 +144,14 @@ def evaluate(model: torch.nn.Module, renderer: Renderer, data: str | os.PathLike
     result = EvalResult()
     kept: dict[str, int] = {}
     meshes = False
+    coloured = getattr(model, "colour_head", None) is not None
     with GroundTruth(data, protocol) as gt:
         for rec in iter_objects(data, split, categories=categories, max_per_category=max_per_category):
             images = rec.images[view_t].to(device)
-            verts = model(images)
+            if coloured:
+                verts, colours = model(images, azimuth=cameras.view_azimuths(view_t).to(device), with_colours=True)
+            else:
+                verts, colours = model(images), None
             sil = renderer.silhouettes(verts, faces, cameras.view_azimuths(view_t).to(device))
             loss = torch.stack([iou_loss(sil[i:i + 1], images[i:i + 1, 3]) for i in range(len(views))]).cpu()
             grid = gt.voxels(rec.category, split, rec.index)
@@ -149,6 +159,9 @@ def evaluate(model: torch.nn.Module, renderer: Renderer, data: str | os.PathLike
             meshes = meshes or gt.has_meshes(rec.category, split)
             m = mesh_metrics(verts, faces, grid[None].expand(len(views), -1, -1, -1), protocol, ref_points=ref,
                              grid_protocol=gt.grid(rec.category, split).protocol, full=full_metrics)
+            if coloured and colour_scores:
+                scores = object_colour_scores(renderer, faces, verts, colours, rec.images.to(device), views)
+                m.update({k: torch.tensor(v) for k, v in scores.items()})
             a = acc.setdefault(rec.name, {})
             a.setdefault("loss", []).extend(loss.tolist())
             for k, v in m.items():
@@ -156,10 +169,14 @@ def evaluate(model: torch.nn.Module, renderer: Renderer, data: str | os.PathLike
             first = len(result.per_object)
             result.per_object += [{"category": rec.name, "object_id": rec.object_id, "view": int(v), "iou": float(i)}
                                   for v, i in zip(views, m["iou"].tolist())]
+            if "psnr" in m:
+                for r, psnr in zip(result.per_object[first:], m["psnr"].tolist()):
+                    r["psnr"] = psnr
             if kept.get(rec.name, 0) < keep_predictions:
                 kept[rec.name] = kept.get(rec.name, 0) + 1
                 result.predictions.append(Prediction(rec.category, rec.name, rec.object_id, views[0], images[0].cpu(),
-                                                     verts[0].cpu(), grid, float(m["iou"][0]), record=first))
+                                                     verts[0].cpu(), grid, float(m["iou"][0]), record=first,
+                                                     colors=None if colours is None else colours[0].cpu()))
             if progress is not None:
                 progress(1)
         result.ground_truth = {**gt.describe(), "meshes": meshes}
@@ -307,7 +324,7 @@ def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = 
         note: receives one-line remarks (what is evaluated; a run that a training is still writing).
     Returns:
         The eval record (see ``eval_record``) with ``protocol, reference_notes, checkpoint, encoder,
-        parameters (encoder, decoder, total), step, split, views, backend, seconds`` and ``outputs {json,
+        parameters (encoder, decoder, total), step, split, views, backend, precision, seconds`` and ``outputs {json,
         figures, meshes, viewer}`` (paths written, None when not).
     """
     cfg.validate()
@@ -319,6 +336,8 @@ def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = 
     run_dir = run_dir_of(ckpt)
     json_path, fig_dir = _outputs(cfg, run_dir)
     model, state = load_model(ckpt, device, encoder=cfg.encoder)
+    precision = inference_precision(cfg.precision, state.get("precision"), device)
+    model.set_precision(precision.precision)  # the encoder/decoder's; renderer and metrics stay fp32
     renderer = get_renderer(cfg.backend, image_size=info.image_size, device=str(device), impl=cfg.impl)
     holder = lock_holder(run_dir)
     if holder is not None:
@@ -326,7 +345,8 @@ def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = 
     encoder = state["config"].get("encoder")
     total = sum(min(n, cfg.max_per_category or n) for n in info.objects(cfg.split).values())
     say(f"recon eval {ckpt} (encoder={encoder}, step {state['step']}) on {cfg.data}:{cfg.split}, "
-        f"{total} objects x {len(views)} views, backend={cfg.backend}, 3D IoU protocol {cfg.protocol}")
+        f"{total} objects x {len(views)} views, backend={cfg.backend}, 3D IoU protocol {cfg.protocol}, "
+        f"precision {precision.precision} ({precision.reason})")
     done = [0]
 
     def advance(k: int) -> None:
@@ -334,10 +354,17 @@ def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = 
         if progress is not None:
             progress(done[0], total)
 
+    coloured = model.colour_head is not None
+    score_colours = coloured and cfg.backend in RGBA_BACKENDS
+    if coloured and not score_colours:
+        say(f"note: colour scores skipped: the {cfg.backend} backend has no colour render ({', '.join(RGBA_BACKENDS)} "
+            f"have one)")
     t0 = time.time()
     result = evaluate(model, renderer, cfg.data, cfg.split, views=views, max_per_category=cfg.max_per_category,
                       device=device, full_metrics=cfg.full_metrics, keep_predictions=cfg.figures, progress=advance,
-                      protocol=cfg.protocol)
+                      protocol=cfg.protocol, colour_scores=score_colours)
+    # a coloured run: mean_psnr ... and colour_baselines {"mean_colour": row}, moved out of per_category
+    colour = colour_record(result.per_category) if score_colours else {}
     for line in result.notes:
         say(f"note: {line}")
     baselines = reference_rows(model, cfg.data, cfg.split, cfg.max_per_category, protocol=cfg.protocol,
@@ -351,16 +378,18 @@ def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = 
     record = eval_record(result, baselines, extra={
         "protocol": cfg.protocol, "reference_notes": reference_notes, "checkpoint": str(ckpt), "encoder": encoder,
         "parameters": model.num_parameters(), "step": state["step"], "split": cfg.split, "views": views,
-        "backend": cfg.backend, "seconds": time.time() - t0, "outputs": outputs})
+        "backend": cfg.backend, "precision": precision.precision, "seconds": time.time() - t0, "outputs": outputs,
+        **colour})
     if result.predictions and fig_dir is not None:
         faces = model.faces.cpu()
         figure_predictions(result.predictions, faces, fig_dir / "predictions.png",
                            title=f"{encoder}: input, prediction from 3 views, GT voxels ({cfg.protocol} grid)")
-        save_prediction_meshes(result.predictions, faces, fig_dir / "meshes")
+        colors = [p.colors for p in result.predictions] if coloured else None  # None: grey meshes
+        save_prediction_meshes(result.predictions, faces, fig_dir / "meshes", colors=colors)
         for p in result.predictions:  # each saved mesh names its per_object record, and the record its mesh
             if p.record >= 0:
                 result.per_object[p.record]["mesh"] = prediction_mesh_name(p.name, p.object_id, p.view)
-        items = viewer_items(result.predictions, faces, mesh_dir=fig_dir / "meshes", page_dir=fig_dir)
+        items = viewer_items(result.predictions, faces, colors=colors, mesh_dir=fig_dir / "meshes", page_dir=fig_dir)
         write_viewer_page(items, fig_dir / "index.html", f"{encoder} on {cfg.split}: predictions")
         outputs.update(figures=str(fig_dir / "predictions.png"), meshes=str(fig_dir / "meshes"),
                        viewer=str(fig_dir / "index.html"))

@@ -31,6 +31,7 @@ from recon.data.schema import DatasetFormatError, validate
 from recon.distributed import resolve_device
 from recon.io import atomic_write_bytes
 from recon.mesh import save_obj
+from recon.models.precision import check_precision, inference_precision
 from recon.report import render_mesh_rgb
 from recon.runs import load_model, resolve_checkpoint
 
@@ -140,17 +141,22 @@ class Predictor:
         self.description = description
 
     @classmethod
-    def load(cls, checkpoint: str | os.PathLike, device: str = "auto") -> "Predictor":
-        """From a checkpoint file or run directory (``best.pt``) and a ``--device`` spec.
+    def load(cls, checkpoint: str | os.PathLike, device: str = "auto", precision: str = "auto") -> "Predictor":
+        """From a checkpoint file or run directory (``best.pt``), a ``--device`` spec and a
+        ``--precision`` (``recon.models.precision.inference_precision``).
 
         Raises:
-            CheckpointError: no usable checkpoint; ValueError: bad device.
+            CheckpointError: no usable checkpoint; ValueError: bad device or precision.
         """
+        check_precision(precision)
         dev = resolve_device(device)
         path = resolve_checkpoint(checkpoint)
         model, state = load_model(path, dev)
+        choice = inference_precision(precision, state.get("precision"), dev)
+        model.set_precision(choice.precision)
         fills = training_fills(state["config"])
-        description = (f"{path} (encoder={state['config'].get('encoder')}, step {state['step']}); framing: "
+        description = (f"{path} (encoder={state['config'].get('encoder')}, step {state['step']}, precision "
+                       f"{choice.precision}); framing: "
                        f"training objects fill {fills.low:.0%}-{fills.high:.0%} of the frame "
                        f"(median {fills.median:.0%}; measured on {fills.source})")
         return cls(model, fills, dev, IMAGE_SIZE, description)

@@ -212,8 +212,10 @@ def load_model(checkpoint: str | os.PathLike, device: torch.device | str = "cpu"
     if encoder is not None and encoder != ck_enc:
         raise CheckpointError(f"{checkpoint}: checkpoint was trained with encoder {ck_enc!r}, "
                               f"but encoder {encoder!r} was requested")
+    cfg = state["config"]
+    colour = cfg.get("colour_head", "latent") if cfg.get("colour") else None  # runs without --colour: None
     try:
-        model = Reconstructor(ck_enc)
+        model = Reconstructor(ck_enc, colour=colour)
     except ValueError as e:
         raise CheckpointError(f"{checkpoint}: {e}") from None
     try:

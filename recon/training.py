@@ -6,6 +6,10 @@ flatten regularisers (``SilhouetteObjective``) -> Adam step at the scheduled lr 
 (``schedule``); every ``val_every`` steps validate (3D IoU) and checkpoint. ``train(cfg, hooks)``
 builds a ``Trainer``, runs it and cleans up.
 
+Before the first step the run fixes its CPU thread count (``recon.runtime.choose_threads``) and
+the precision of the networks (``recon.models.precision``: fp32, or bf16 autocast where native
+and measured faster) and records both in config.json and every checkpoint.
+
 Data item ``i`` is a pure function of ``(seed, i)`` and step ``s`` of rank ``r`` (of ``W``)
 reads items ``(s * W + r) * B ... + B - 1`` (``step_items``), so the data sampler's whole state
 *is* the step counter: resuming needs nothing else and DDP ranks read disjoint streams.
@@ -13,12 +17,15 @@ reads items ``(s * W + r) * B ... + B - 1`` (``step_items``), so the data sample
 Crash safety (files: ``recon.runs``): the run directory is locked while training writes it; rank
 0 writes ``checkpoints/step-N.pt`` atomically, keeps the last ``keep`` and points ``last.pt`` at it.
 ``--resume`` continues from the newest checkpoint that loads and then reproduces the
-uninterrupted run bit for bit on CPU (same seed, data, thread count and world size). SIGINT and
+uninterrupted run bit for bit on CPU (same seed, data, thread count, precision and world size;
+``--threads 0`` and ``--precision auto`` take the checkpoint's). SIGINT and
 SIGTERM (``recon.signals``) finish the current step, checkpoint it and raise ``Interrupted``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 import warnings
 from dataclasses import asdict
@@ -29,7 +36,8 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from recon import cameras
-from recon.checkpoint import CHECKPOINT_VERSION
+from recon.checkpoint import CHECKPOINT_VERSION, CheckpointError
+from recon.colour import ColourObjective
 from recon.config import TrainConfig, save_config
 from recon.data.dataset import PairDataset
 from recon.distributed import (all_ranks, all_reduce, any_rank, barrier, close_distributed, dist_info,
@@ -37,13 +45,15 @@ from recon.distributed import (all_ranks, all_reduce, any_rank, barrier, close_d
 from recon.evaluate import evaluate
 from recon.losses import FlattenLoss, LaplacianLoss, multiview_iou_loss
 from recon.models import Reconstructor
+from recon.models.precision import PrecisionChoice, choose_training_precision
 from recon.render import Renderer, get_renderer
 from recon.runs import (CKPT_DIR, MetricsLog, RunLock, check_resumable, clean_run_dir, find_resume_checkpoint,
                         resume_differences, save_best_checkpoint, save_step_checkpoint, step_checkpoints)
+from recon.runtime import choose_threads, tune_allocator
 from recon.signals import Interrupted, graceful_stop, ignore_stop_signals, signal_name
 
-__all__ = ["TrainingError", "schedule", "SilhouetteObjective", "make_optimizer", "step_items", "TrainHooks",
-           "Trainer", "train"]
+__all__ = ["TrainingError", "schedule", "SilhouetteObjective", "make_optimizer", "align_optimizer_state",
+           "step_items", "StepSampler", "TrainHooks", "Trainer", "train"]
 
 
 class TrainingError(RuntimeError):
@@ -107,13 +117,28 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=lr)
 
 
+def align_optimizer_state(optimizer: torch.optim.Optimizer) -> int:
+    """Give every per-parameter state tensor (Adam's moments) its parameter's memory layout, values
+    unchanged; returns how many were moved. Needed after loading a checkpoint whose layout differs
+    from the model's (e.g. written before channels_last): torch's fused CPU Adam pairs elements by
+    memory position, so a channels_last parameter with a contiguous moment is updated wrongly."""
+    moved = 0
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    optimizer.state[p][key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+                    moved += 1
+    return moved
+
+
 def step_items(step: int, batch_size: int, rank: int = 0, world: int = 1) -> list[int]:
     """Data item indices of ``step`` for ``rank`` of ``world``: disjoint across ranks and steps."""
     first = (step * world + rank) * batch_size
     return list(range(first, first + batch_size))
 
 
-class _StepSampler(Sampler[list[int]]):
+class StepSampler(Sampler[list[int]]):
     """Batches of item indices for steps ``start..stop-1`` of rank ``rank`` of ``world``.
     Its whole state is ``start``: this is why a checkpoint needs no sampler state."""
 
@@ -162,24 +187,29 @@ class Trainer:
         self.dist = dist_info()
         self.rank, self.world, self.is_main = self.dist.rank, self.dist.world_size, self.dist.is_main
         self.device = init_distributed(resolve_device(cfg.device), self.dist)
-        if cfg.threads > 0:
-            # CPU results are bitwise reproducible for a fixed thread count (reduction splits depend on it)
-            torch.set_num_threads(cfg.threads)
+        if self.device.type == "cpu":
+            tune_allocator()  # reuse freed weight/gradient blocks instead of page-faulting them in every step
         self.run_dir = Path(cfg.out)
         self.dataset = PairDataset(cfg.data, "train", seed=cfg.seed, with_voxels=False)
         size = self.dataset.info.image_size
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
-        self.model = Reconstructor(cfg.encoder, image_size=size).to(self.device)
+        self.model = Reconstructor(cfg.encoder, image_size=size,
+                                   colour=cfg.colour_head if cfg.colour else None).to(self.device)
         self.renderer = get_renderer(cfg.backend, sigma=cfg.sigma, eps=cfg.eps, image_size=size, impl=cfg.impl,
                                      device=str(self.device))
         self.faces = self.model.faces
-        self.objective = SilhouetteObjective.from_config(cfg, self.model).to(self.device)
+        self.objective = SilhouetteObjective.from_config(cfg, self.model)
+        if cfg.colour:  # + lambda_colour x colour L1 over the same renders (recon.colour)
+            self.objective = ColourObjective(self.objective, cfg.lambda_colour)
+        self.objective = self.objective.to(self.device)
         self.optimizer = make_optimizer(self.model, cfg.lr)
         # BatchNorm statistics are updated by the forward pass even when the step is then skipped
         self._bn_buffers = [b for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                             for b in m.buffers()]
         self.step, self.best_iou, self.bad_steps, self._saved_step = 0, -1.0, 0, -1
         self.resumed_from: Path | None = None
+        self._resumed_state: dict[str, Any] | None = None
+        self.precision: PrecisionChoice | None = None
         self.lock = self._lock()  # before reading or writing anything in the run directory
         self.logger: MetricsLog | None = None
         try:
@@ -188,6 +218,12 @@ class Trainer:
             elif any_rank(bool(step_checkpoints(self.run_dir)), self.device):
                 raise TrainingError(f"{self.run_dir} already holds checkpoints; pass --resume to continue it "
                                     f"or choose another --out")
+            self._settle_runtime()
+            if self._resumed_state is not None:
+                changed = resume_differences(self._resumed_state, asdict(self.cfg), self.world)
+                if changed:
+                    self._say("resuming with changed settings, the run will differ from an uninterrupted one: "
+                              + "; ".join(changed), "note")
             self.net = self.model
             if self.world > 1:
                 self.net = torch.nn.parallel.DistributedDataParallel(
@@ -216,7 +252,7 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------
     def _state(self, full: bool = True) -> dict[str, Any]:
         state = {"version": CHECKPOINT_VERSION, "model": self.model.state_dict(), "step": self.step,
-                 "best_iou": self.best_iou, "config": asdict(self.cfg)}
+                 "best_iou": self.best_iou, "config": asdict(self.cfg), "precision": self.cfg.precision}
         if full:  # what resuming needs; the data sampler needs no state (see step_items)
             state.update(optimizer=self.optimizer.state_dict(), world_size=self.world,
                          num_threads=torch.get_num_threads(), torch_rng=torch.get_rng_state(),
@@ -251,11 +287,38 @@ class Trainer:
         if torch.cuda.is_available() and state.get("cuda_rng"):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.resumed_from = path
+        self._resumed_state = {k: v for k, v in state.items() if k not in ("model", "optimizer")}
         self._say(f"resumed from {path} at step {self.step}")
-        changed = resume_differences(state, asdict(self.cfg), self.world)
-        if changed:
-            self._say("resuming with changed settings, the run will differ from an uninterrupted one: "
-                      + "; ".join(changed), "note")
+
+    def _settle_runtime(self) -> None:
+        """Fix the thread count and the precision for the whole run and record them in ``self.cfg``
+        (so config.json and every checkpoint name what was used). ``--threads 0`` / ``--precision
+        auto`` take a resumed checkpoint's values, so that the resumed run continues the same
+        computation; otherwise ``recon.runtime.choose_threads`` and
+        ``recon.models.precision.choose_training_precision`` decide (rank 0's choice for all ranks)."""
+        cfg, old = self.cfg, self._resumed_state
+        threads = cfg.threads
+        if threads == 0 and old is not None and old.get("num_threads"):
+            threads, why = int(old["num_threads"]), "as the resumed checkpoint"
+        elif self.device.type == "cpu":
+            threads, why = choose_threads(cfg.threads, processes=int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+        else:
+            threads, why = cfg.threads or torch.get_num_threads(), "requested" if cfg.threads else "torch default"
+        torch.set_num_threads(threads)
+        old_precision = None if old is None else old["config"].get("precision", "fp32")  # unrecorded: fp32
+        if cfg.precision == "auto" and old_precision in ("fp32", "bf16"):
+            choice = PrecisionChoice(old_precision, "auto: as the resumed checkpoint")
+        else:
+            choice = choose_training_precision(cfg.precision, self.model, 2 * cfg.batch_size,
+                                               self.dataset.info.image_size, self.device)
+        if self.world > 1:  # every rank computes alike: rank 0 decides
+            bf16 = all_reduce([float(choice.precision == "bf16") if self.is_main else 0.0], self.device)[0] > 0
+            choice = dataclasses.replace(choice, precision="bf16" if bf16 else "fp32")
+        self.model.set_precision(choice.precision)
+        align_optimizer_state(self.optimizer)  # the layout set_precision chose, also for resumed moments
+        self.precision = choice
+        self.cfg = dataclasses.replace(cfg, threads=threads, precision=choice.precision)
+        self._say(f"precision {choice.precision} ({choice.reason}); {threads} CPU thread(s) ({why})")
 
     def save(self) -> None:
         """Checkpoint the current step (rank 0 writes; every rank waits for it)."""
@@ -267,7 +330,7 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------
     def batches(self) -> DataLoader:
         """The batches of the remaining steps, ``self.step`` to ``cfg.iterations - 1``."""
-        sampler = _StepSampler(self.step, self.cfg.iterations, self.cfg.batch_size, self.rank, self.world)
+        sampler = StepSampler(self.step, self.cfg.iterations, self.cfg.batch_size, self.rank, self.world)
         # own generator: building the loader must not consume the global RNG (resume reproducibility)
         return DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.cfg.workers,
                           worker_init_fn=_worker_init if self.cfg.workers else None, persistent_workers=False,
@@ -300,10 +363,12 @@ class Trainer:
         return out
 
     def validate(self) -> dict[str, float]:
-        """3D IoU and silhouette loss on the val split (``val_objects`` per category, ``val_views``)."""
+        """3D IoU and silhouette loss on the val split (``val_objects`` per category, ``val_views``); with
+        ``--colour`` also the PSNR of the colours at the input views (``val_psnr``, ``recon.colour``)."""
         res = evaluate(self.model, self.renderer, self.cfg.data, "val", views=self.val_views,
                        max_per_category=self.cfg.val_objects or None, device=self.device, full_metrics=False)
-        return {"val_iou": res.mean_iou, "val_loss": res.mean_loss}
+        colour = {"val_psnr": res.mean("psnr")} if self.cfg.colour else {}
+        return {"val_iou": res.mean_iou, "val_loss": res.mean_loss, **colour}
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

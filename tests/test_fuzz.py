@@ -81,7 +81,7 @@ def test_truncated_dataset(valid_h5: Path, tmp_path: Path, cut: float) -> None:
     ("distance", np.inf, "not a valid float"),
     ("viewing_angle", -np.inf, "not a valid float"),
     ("azimuth_step", "fifteen", "not a valid float"),
-    ("version", 2, "unsupported format version"),
+    ("version", 3, "unsupported format version"),
     ("version", np.inf, "not a valid int"),
     ("format", np.bytes_(b"\xff\xfe"), "expected 'recon-hdf5'"),
     ("format", 7, "not a valid str"),

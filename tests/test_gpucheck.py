@@ -3,6 +3,7 @@ with the C++ kernel standing in for the CUDA one, so the command cannot rot betw
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from recon import gpucheck
+from recon.gpucheck.cuda_testrun import cuda_test_files, cuda_tests
 from recon.render import BackendUnavailable, softras_ext
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,8 +101,8 @@ def test_parity_failure_fails_the_check(tmp_path, monkeypatch):
     from pipelines.gpucheck import main
 
     monkeypatch.setattr(softras_ext, "PARITY_FWD_ATOL", {torch.float32: -1.0, torch.float64: -1.0})
-    monkeypatch.setattr(gpucheck, "DRY_PLAN", replace(gpucheck.DRY_PLAN, parity_cases=("odd24",), bench_grid=(),
-                                                      train_steps=1))
+    monkeypatch.setattr(gpucheck.plans, "DRY_PLAN", replace(gpucheck.DRY_PLAN, parity_cases=("odd24",), bench_grid=(),
+                                                            train_steps=1))
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as e:
         main(["--out", str(out), "--dry-run", "--no-tests"])
@@ -112,14 +114,14 @@ def test_parity_failure_fails_the_check(tmp_path, monkeypatch):
 
 
 def test_cuda_tests_skipped_without_pytest(tmp_path, monkeypatch):
-    real = gpucheck.importlib.util.find_spec
-    monkeypatch.setattr(gpucheck.importlib.util, "find_spec", lambda name, *a: None if name == "pytest" else real(name, *a))
-    rec = gpucheck.cuda_tests(tmp_path, collect_only=False, timeout_s=60)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pytest" else real(name, *a))
+    rec = cuda_tests(tmp_path, collect_only=False, timeout_s=60)
     assert rec["status"] == "skipped" and "pytest" in rec["reason"]
 
 
 def test_cuda_test_files_are_found():
-    names = {p.name for p in gpucheck.cuda_test_files()}
+    names = {p.name for p in cuda_test_files()}
     assert {"test_render_ext.py", "test_render_backends.py"} <= names
 
 

@@ -86,7 +86,7 @@ def test_convert(src, tmp_path):
             for s in f[key]:
                 for i in range(f[key][s]["images"].shape[0]):
                     images = f[key][s]["images"][i]
-                    vox = f[key][s]["voxels"][i].astype(bool)
+                    vox = f[key][s]["voxels_exact"][i].astype(bool)  # centre sampling of [-0.5, 0.5]^3
                     oid = f[key][s]["object_ids"][i].decode()
                     assert vox.sum() > 100, oid
                     assert voxel_mask_iou(vox, images).mean() >= 0.8, oid

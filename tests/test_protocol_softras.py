@@ -314,16 +314,16 @@ def test_bad_inputs_are_one_line_errors(fn):
 
 
 def test_auto_falls_back_to_reference_without_kernel(monkeypatch):
-    from recon.protocols import softras_voxel_ext
+    from recon.render import jit
 
-    unavailable = BackendUnavailable("softras voxelization kernel unavailable: boom")
-    monkeypatch.setattr(softras_voxel_ext, "_CACHE", [unavailable])
+    monkeypatch.setattr(jit, "_CACHE", {})  # forget the kernel this process built
+    monkeypatch.setenv("CXX", "no-such-compiler")
     monkeypatch.setattr(softras_voxel, "_WARNED_FALLBACK", False)
     verts, faces = _affine_icospheres(2, seed=16)
-    with pytest.warns(RuntimeWarning, match="boom"):
+    with pytest.warns(RuntimeWarning, match="no C.. compiler found"):
         out = voxelize_softras(verts, faces)
     assert torch.equal(out, voxelize_softras_reference(verts, faces))
-    with pytest.raises(BackendUnavailable, match="boom"):
+    with pytest.raises(BackendUnavailable, match="voxelization kernel unavailable: no C.. compiler found"):
         voxelize_softras(verts, faces, impl="cpp")
 
 

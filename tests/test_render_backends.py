@@ -65,6 +65,19 @@ def test_available_backends_reports_reasons():
         assert status[name] is not None and name in status[name]
 
 
+def test_impl_reaches_the_backends_that_have_it():
+    """``impl`` is a common option (the trainer and eval pass it whatever the backend): softras and dibr
+    use the implementation asked for; the others drop ``auto`` and refuse anything else."""
+    for name in ("softras", "dibr"):
+        r = get_renderer(name, impl="torch", image_size=16)
+        assert r.requested_impl == "torch" and r.impl == "torch" and r.name == name
+        with pytest.raises(ValueError, match=f"unknown {name} impl 'fortran'"):
+            get_renderer(name, impl="fortran")
+    for name in sorted(BACKENDS):
+        with pytest.raises(ValueError, match=f"the {name} backend has no impl option"):
+            get_renderer(name, impl="cpp")
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", sorted(BACKENDS))
 def test_backend_matches_softras_on_cuda(name):

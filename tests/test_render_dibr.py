@@ -14,8 +14,8 @@ from recon.render import BackendUnavailable, RasterSettings, available_backends,
 from recon.render.dibr import DibrRenderer
 from recon.render.dibr_torch import dibr_rgba_torch
 from recon.render.rgba_dense import dibr_rgba_dense
-from rgba_cases import (DTYPES, FWD_TOL, GRAD_RTOL, IMPLS, compare, device_of, kernel, odd_faces, random_triangles,
-                        sphere)
+from render_cases import (DTYPES, FWD_TOL, GRAD_RTOL, IMPLS, compare, device_of, kernel, odd_faces, random_triangles,
+                          sphere)
 
 
 def _torch(st: RasterSettings, background=(0.0, 0.0, 0.0)):
@@ -98,25 +98,12 @@ def test_kernel_matches_torch_sphere(impl, dtype, size, sigma):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_kernel_matches_torch_overlaps(impl, dtype):
-    kernel(impl)
-    verts, faces, colors = random_triangles(2, 12, seed=5, dtype=dtype)
-    st = RasterSettings(image_size=24, sigma=3e-3)
-    dev = device_of(impl)
-    fwd, gv, gc, _ = compare(_ext(st, impl), _torch(st), verts.to(dev), faces.to(dev), colors.to(dev))
-    assert fwd <= FWD_TOL[dtype] and gv <= GRAD_RTOL and gc <= GRAD_RTOL
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("impl", IMPLS)
-def test_kernel_odd_faces(impl, dtype):
+def test_kernel_zero_area_face(impl, dtype):
+    """A zero-area face never covers a pixel: alpha only, with a finite gradient (the other odd faces:
+    test_render_rgba_kernels.py)."""
     kernel(impl)
     verts, faces, colors = odd_faces(dtype, device_of(impl))
     st = RasterSettings(image_size=24, sigma=3e-3)
-    fwd, gv, gc, (grad_v, _) = compare(_ext(st, impl), _torch(st), verts, faces[[0, 1, 2, 4, 5]], colors)
-    assert fwd <= FWD_TOL[dtype] and gv <= GRAD_RTOL and gc <= GRAD_RTOL
-    assert torch.isfinite(grad_v).all() and grad_v[:, 8].abs().max() == 0
-    # A zero-area face never covers a pixel: alpha only, with a finite gradient.
     fwd, _, _, (grad_v, _) = compare(_ext(st, impl), _torch(st), verts, faces[3:4], colors)
     assert fwd <= FWD_TOL[dtype] and torch.isfinite(grad_v).all()
 
@@ -134,36 +121,6 @@ def test_pixel_on_a_zero_area_face_stays_finite():
         out = render(v, faces, colors)
         out[:, 3].sum().backward()
         assert out[0, 3, 3, 4] == 1.0 and torch.isfinite(v.grad).all()
-
-
-@pytest.mark.parametrize("impl", IMPLS)
-def test_gradcheck_kernel(impl):
-    kernel(impl)
-    verts, faces, colors = random_triangles(batch=2, num_faces=3, seed=2)
-    dev = device_of(impl)
-    st = RasterSettings(image_size=8, sigma=2e-2, eps=1e-3)
-    assert torch.autograd.gradcheck(
-        lambda v, c: rgba_ext.dibr_rgba_ext(v, faces.to(dev), c, st.image_size, st.sigma, st.cutoff_sq,
-                                            (0.3, 0.3, 0.3), kind=impl),
-        (verts.to(dev).requires_grad_(True), colors.to(dev).requires_grad_(True)), eps=1e-6, atol=1e-5)
-
-
-def test_cpp_result_independent_of_thread_count():
-    kernel("cpp")
-    ndc, faces, colors = sphere(2, 2, seed=4, dtype=torch.float32)
-    st = RasterSettings(image_size=32, sigma=1e-3)
-    outs = []
-    old = torch.get_num_threads()
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            v, c = ndc.clone().requires_grad_(True), colors.clone().requires_grad_(True)
-            img = rgba_ext.dibr_rgba_ext(v, faces, c, st.image_size, st.sigma, st.cutoff_sq)
-            img.square().sum().backward()
-            outs.append((img.detach(), v.grad, c.grad))
-    finally:
-        torch.set_num_threads(old)
-    assert all(torch.equal(a, b) for a, b in zip(*outs))
 
 
 def test_cpp_kernel_input_checks():

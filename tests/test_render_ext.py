@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,9 +11,11 @@ import torch
 
 from recon import cameras, mesh
 from recon.render import BackendUnavailable, RasterSettings, get_renderer
-from recon.render import softras_ext
+from recon.render import jit, softras_ext
 from recon.render.softras import available_impls
-from recon.render.softras_torch import face_windows, soft_silhouette_torch
+from recon.render.softras_torch import soft_silhouette_torch
+from recon.render.window_pairs import face_windows
+from render_cases import compile_cuda_source, odd_faces, outputs_for_thread_counts, sphere
 
 _CUDA_MARKS = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 # "cuda" is the CUDA kernel with its atomic backward, "cuda-det" with the deterministic one; "emu" and
@@ -49,24 +49,13 @@ def _ext(impl: str, verts, faces, st: RasterSettings):
 
 
 def _sphere(batch, subdivisions, seed, dtype, device="cpu"):
-    g = torch.Generator().manual_seed(seed)
-    v, f = mesh.icosphere(subdivisions)
-    radius = 0.3 * (1 + 0.15 * torch.randn(batch, v.shape[0], 1, generator=g))
-    views = torch.randint(0, cameras.NUM_VIEWS, (batch,), generator=g)
-    ndc = cameras.project((v[None] * radius).to(dtype), cameras.view_azimuths(views).to(dtype))
-    return ndc.to(device), f.to(device)
+    """Deformed icospheres at random views: verts_ndc (B, V, 3), faces (render_cases.sphere)."""
+    return sphere(batch, subdivisions, seed, dtype, device)[:2]
 
 
 def _odd_faces(dtype, device="cpu"):
-    """Random triangles plus a zero-area face, a repeated-vertex face and one behind the camera."""
-    g = torch.Generator().manual_seed(7)
-    xy = torch.rand(2, 12, 2, generator=g, dtype=dtype) * 1.6 - 0.8
-    z = 1.0 + torch.rand(2, 12, 1, generator=g, dtype=dtype)
-    verts = torch.cat([xy, z], dim=-1)
-    verts[:, 9, :2] = 0.5 * (verts[:, 10, :2] + verts[:, 11, :2])  # 9, 10, 11 collinear
-    verts[:, 8, 2] = -0.5                                            # 8 behind the camera
-    faces = torch.tensor([[0, 1, 2], [3, 4, 5], [2, 6, 7], [9, 10, 11], [4, 4, 5], [8, 6, 1]])
-    return verts.to(device), faces.to(device)
+    """render_cases.odd_faces at depths 1 + [0, 1): verts (2, 12, 3), faces (6, 3)."""
+    return odd_faces(dtype, device, near=1.0)[:2]
 
 
 def _compare(impl, ndc, faces, st):
@@ -166,18 +155,9 @@ def test_cpp_result_independent_of_thread_count():
     _kernel("cpp")
     ndc, faces = _sphere(2, 2, seed=4, dtype=torch.float32)
     st = RasterSettings(image_size=32, sigma=1e-3)
-    outs = []
-    old = torch.get_num_threads()
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            v = ndc.clone().requires_grad_(True)
-            sil = softras_ext.soft_silhouette_ext(v, faces, st.image_size, st.sigma, st.cutoff_sq)
-            sil.square().sum().backward()
-            outs.append((sil.detach(), v.grad))
-    finally:
-        torch.set_num_threads(old)
-    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    runs = outputs_for_thread_counts(
+        lambda v: softras_ext.soft_silhouette_ext(v, faces, st.image_size, st.sigma, st.cutoff_sq), ndc)
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
 
 
 def _random_scene(seed: int, batch: int, dtype=torch.float64):
@@ -390,54 +370,23 @@ def test_renderer_impls():
 
 
 def test_build_failure_is_backend_unavailable(monkeypatch):
-    monkeypatch.setitem(softras_ext._CACHE, "cpp", BackendUnavailable("softras cpp kernel unavailable: boom"))
-    with pytest.raises(BackendUnavailable, match="boom"):
+    monkeypatch.setattr(jit, "_CACHE", {})  # forget the kernels this process built
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    with pytest.raises(BackendUnavailable, match="softras cpp kernel unavailable: no C.. compiler found"):
         softras_ext.soft_silhouette_ext(torch.zeros(1, 3, 3), torch.tensor([[0, 1, 2]]), 8, 1e-3, 1e-2)
     # auto falls back to the torch reference
     r = get_renderer("softras", image_size=8)
     assert r.impl == "torch"
 
 
-def _cuda_home(nvcc: str) -> Path | None:
-    from torch.utils import cpp_extension
-
-    for cand in (os.environ.get("CUDA_HOME"), cpp_extension.CUDA_HOME, Path(nvcc).resolve().parent.parent,
-                 "/usr/local/cuda"):
-        if cand and (Path(cand) / "include" / "cuda_runtime.h").exists():
-            return Path(cand)
-    return None
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not found")
 def test_cuda_source_compiles_with_nvcc(tmp_path):
     """Compile-only check of softras_cuda.cu (runs without a GPU)."""
-    from torch.utils import cpp_extension
-
-    nvcc = shutil.which("nvcc")
-    try:
-        includes = cpp_extension.include_paths(device_type="cuda")
-    except TypeError:  # older torch
-        includes = cpp_extension.include_paths(cuda=True)
-    except OSError:  # CUDA_HOME unknown to torch: add the toolkit ourselves
-        includes = cpp_extension.include_paths()
-        home = _cuda_home(nvcc)
-        if home is not None:
-            includes.append(str(home / "include"))
-    # CPU-only PyTorch wheels lack this generated header; it only sets a build macro.
-    if not any((Path(p) / "c10" / "cuda" / "impl" / "cuda_cmake_macros.h").exists() for p in includes):
-        stub = tmp_path / "stub" / "c10" / "cuda" / "impl"
-        stub.mkdir(parents=True)
-        (stub / "cuda_cmake_macros.h").write_text("#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n")
-        includes.append(str(tmp_path / "stub"))
     csrc = Path(softras_ext.__file__).parent / "csrc" / "softras"
-    py_include = __import__("sysconfig").get_paths()["include"]
-    cmd = [nvcc, "-c", str(csrc / "softras_cuda.cu"), "-o", str(tmp_path / "tmp.o"), "-std=c++20",
-           "-DRECON_WITH_CUDA", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", f"-I{csrc}", f"-I{py_include}"]
-    cmd += [f"-I{p}" for p in includes]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    res = compile_cuda_source(csrc / "softras_cuda.cu", [csrc], tmp_path)
     assert res.returncode == 0, res.stderr[-4000:]
-    assert (tmp_path / "tmp.o").stat().st_size > 0
+    assert (tmp_path / "out.o").stat().st_size > 0
 
 
 if __name__ == "__main__":  # pragma: no cover

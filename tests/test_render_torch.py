@@ -9,7 +9,9 @@ from recon import cameras, mesh
 from recon.render import BACKENDS, RasterSettings, get_renderer
 from recon.render.softras import IMPLS, SoftRasRenderer
 from recon.render.softras_dense import soft_silhouette_dense
-from recon.render.softras_torch import face_windows, soft_silhouette_torch
+from recon.render.softras_torch import soft_silhouette_torch
+from recon.render.window_pairs import face_windows
+from render_cases import sphere
 
 
 def _random_meshes(batch: int, num_faces: int, seed: int, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,12 +26,7 @@ def _random_meshes(batch: int, num_faces: int, seed: int, dtype=torch.float64) -
 
 def _sphere(batch: int, subdivisions: int, seed: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """Randomly deformed icospheres projected at random standard views: verts_ndc (B, V, 3), faces."""
-    g = torch.Generator().manual_seed(seed)
-    v, f = mesh.icosphere(subdivisions)
-    radius = 0.3 * (1 + 0.15 * torch.randn(batch, v.shape[0], 1, generator=g))
-    views = torch.randint(0, cameras.NUM_VIEWS, (batch,), generator=g)
-    ndc = cameras.project((v[None] * radius).to(dtype), cameras.view_azimuths(views).to(dtype))
-    return ndc, f
+    return sphere(batch, subdivisions, seed, dtype)[:2]
 
 
 def _grad_rel(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -1,4 +1,4 @@
-"""Format v1: writer -> validator -> readers round trip, one-line errors on bad files, atomic
+"""Format v2 (and the v1 core): writer -> validator -> readers round trip, one-line errors on bad files, atomic
 writes, and the SoftRas sampling of PairDataset (class uniform, deterministic)."""
 
 from __future__ import annotations
@@ -107,8 +107,8 @@ def test_wrong_format_and_version(small, tmp_path):
     path, _ = small
     p = edit(path, tmp_path / "fmt.h5", lambda f: f.attrs.__setitem__("format", "something-else"))
     expect_error(p, "format", "recon-hdf5")
-    p = edit(path, tmp_path / "ver.h5", lambda f: f.attrs.__setitem__("version", 2))
-    expect_error(p, "version", "expected 1")
+    p = edit(path, tmp_path / "ver.h5", lambda f: f.attrs.__setitem__("version", 3))
+    expect_error(p, "version", "expected one of 1, 2")
 
 
 def test_wrong_shape_and_dtype(small, tmp_path):

@@ -157,7 +157,7 @@ def test_voxels_project_onto_alpha(tmp_path):
         for key in ("02691156", "03001627", "03636649"):
             for i in range(3):
                 images = f[key]["train/images"][i]
-                vox = f[key]["train/voxels"][i].astype(bool)
+                vox = f[key]["train/voxels_exact"][i].astype(bool)  # centre sampling of [-0.5, 0.5]^3
                 flip_x = vox[::-1]
                 swap_xz = vox.transpose(2, 1, 0)
                 if (vox & flip_x).sum() / (vox | flip_x).sum() > 0.8:
@@ -183,13 +183,14 @@ def test_build_tiny_dataset(tmp_path):
     with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
         for key in a:
             for split in a[key]:
-                for name in ("images", "voxels", "object_ids"):
+                assert set(a[key][split]) == set(b[key][split])
+                for name in a[key][split]:  # images, both grids, object ids, meshes
                     np.testing.assert_array_equal(a[key][split][name][()], b[key][split][name][()])
         ids = [x.decode() for x in a["03001627/val/object_ids"][()]]
         assert ids == ["chair-val-00000"]
         # val objects do not depend on the train size
         v_val = make_object("03001627", 1_000_000, 4)[2]
-        np.testing.assert_array_equal(a["03001627/val/voxels"][0].astype(bool), v_val)
+        np.testing.assert_array_equal(a["03001627/val/voxels_exact"][0].astype(bool), v_val)
 
 
 def test_split_sizes():

@@ -97,7 +97,10 @@ def summary_table(info: DatasetInfo, title: str, seconds: float | None = None) -
     """Objects per category and split, plus file size, image size, views (and build time)."""
     size = os.path.getsize(info.path)
     caption = f"{size / 2 ** 20:.1f} MiB" + (f", {seconds:.1f} s" if seconds is not None else "")
-    caption += f", {info.image_size}x{info.image_size} px, {info.num_views} views"
+    caption += f", {info.image_size}x{info.image_size} px, {info.num_views} views, format v{info.version}"
+    if info.grids:
+        caption += f", ground-truth grids {' + '.join(info.grids)}"
+    caption += ", GT meshes" if info.meshes else ", no GT meshes"
     t = Table(title=title, caption=caption)
     t.add_column("category")
     t.add_column("name")

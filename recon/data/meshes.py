@@ -1,4 +1,5 @@
-"""A folder of meshes -> format-v1 HDF5 (24 renders + 32^3 voxels per object).
+"""A folder of meshes -> format-v2 HDF5 (24 renders, the 32^3 ground-truth grids of both 3D-IoU
+protocols and the normalised GT mesh per object).
 
 Layout of ``src_dir``:
 
@@ -12,7 +13,10 @@ normalised like ShapeNet (bounding box centred, longest side 1), rendered at the
 views with ``recon.data.raster`` and voxelized by ``occupancy``: a generalized winding number
 (``recon.metrics.winding_occupancy``: robust to open seams, small holes and loose panels) for
 everything that is not a closed body, exact ray parity for closed bodies (same answer, much
-faster), united so that overlapping parts never cancel. Objects are split per category by
+faster), united so that overlapping parts never cancel. That solid, sampled at the cell centres of
+each protocol's grid, is the ``exact`` grid (``voxels_exact``) and, united with SoftRas's
+voxelization of the mesh, the ``softras`` grid (``voxels``;
+``recon.protocols.ground_truth.ground_truth_grid``). Objects are split per category by
 ratio after a seeded shuffle; a category with at least 3 objects gets
 at least one object in every split with a positive ratio, smaller ones go to train.
 Unreadable, empty, zero-extent or non-finite meshes are skipped with a warning and reported.
@@ -40,6 +44,8 @@ from recon.data.normalize import unit_cube_transform
 from recon.data.raster import render_views
 from recon.data.schema import SPLITS, VOXEL_RES, DatasetInfo, DatasetWriter, validate
 from recon.metrics import voxelize, winding_occupancy
+from recon.protocols import PROTOCOLS, grid_bounds
+from recon.protocols.ground_truth import ground_truth_grid
 
 __all__ = ["MESH_EXTENSIONS", "MeshError", "find_meshes", "load_mesh", "occupancy", "split_counts", "parse_split",
            "convert_meshes"]
@@ -161,8 +167,8 @@ def load_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return verts.astype(np.float32), faces
 
 
-def occupancy(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """32^3 occupancy of an arbitrary normalised mesh at the cell centres.
+def occupancy(verts: np.ndarray, faces: np.ndarray, lo: float = -0.5, hi: float = 0.5) -> np.ndarray:
+    """32^3 occupancy of an arbitrary normalised mesh at the cell centres of a grid over ``[lo, hi]^3``.
 
     Vertices are merged and every connected body is oriented consistently outwards (the
     winding number needs it; STL-like soups share no vertices). Bodies that are closed
@@ -188,13 +194,13 @@ def occupancy(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     for body in mesh.split(only_watertight=False, repair=False):  # repair would fill holes
         if body.is_watertight and body.is_winding_consistent:
             occ |= voxelize(torch.from_numpy(np.asarray(body.vertices, np.float64))[None],
-                            torch.from_numpy(np.asarray(body.faces, np.int64)), resolution=VOXEL_RES)[0]
+                            torch.from_numpy(np.asarray(body.faces, np.int64)), resolution=VOXEL_RES, lo=lo, hi=hi)[0]
         else:
             open_parts.append(body)
     if open_parts:
         rest = trimesh.util.concatenate(open_parts) if len(open_parts) > 1 else open_parts[0]
         occ |= winding_occupancy(torch.from_numpy(np.asarray(rest.vertices, np.float64)),
-                                 torch.from_numpy(np.asarray(rest.faces, np.int64)), resolution=VOXEL_RES)
+                                 torch.from_numpy(np.asarray(rest.faces, np.int64)), resolution=VOXEL_RES, lo=lo, hi=hi)
     return occ.numpy()
 
 
@@ -206,17 +212,25 @@ def _check(path: Path) -> str | None:
     return None
 
 
-def _convert(path: Path) -> tuple[np.ndarray, np.ndarray] | str:
+def ground_truth_grids(verts: np.ndarray, faces: np.ndarray) -> dict[str, np.ndarray]:
+    """``{protocol: (32, 32, 32) bool}``: the ground-truth grid of a normalised mesh under every 3D-IoU
+    protocol (``ground_truth_grid`` of the mesh, the solid being ``occupancy`` on that protocol's grid)."""
+    v, f = torch.from_numpy(np.asarray(verts, np.float32)), torch.from_numpy(np.asarray(faces, np.int64))
+    return {p: ground_truth_grid(v, f, torch.from_numpy(occupancy(verts, faces, *grid_bounds(p, VOXEL_RES))), p).numpy()
+            for p in PROTOCOLS}
+
+
+def _convert(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | str:
     try:
         verts, faces = load_mesh(path)
     except MeshError as e:
         return str(e)
     try:
         images = render_views(verts, faces)
-        voxels = occupancy(verts, faces)
+        grids = ground_truth_grids(verts, faces)
     except (ValueError, RuntimeError, IndexError, MemoryError) as e:
         return f"processing failed ({type(e).__name__}: {' '.join(str(e).split())[:120]})"
-    return images, pack_voxels(voxels)
+    return images, pack_voxels(grids["softras"]), pack_voxels(grids["exact"]), verts, faces
 
 
 def split_counts(n: int, ratios: Sequence[float]) -> list[int]:
@@ -265,7 +279,7 @@ def convert_meshes(
     workers: int | None = None,
     progress: bool = True,
 ) -> tuple[DatasetInfo, list[tuple[str, str]]]:
-    """Convert a folder of meshes into a format-v1 HDF5 file.
+    """Convert a folder of meshes into a format-v2 HDF5 file.
 
     Args:
         src_dir: see the module docstring.
@@ -315,12 +329,13 @@ def convert_meshes(
         # Pass 2: render + voxelize, written in a fixed order.
         jobs = [(key, s, p) for key, splits in plan.items() for s in SPLITS for p in splits[s]]
         task = bar.add_task("rendering + voxelizing", total=len(jobs))
-        with DatasetWriter(out_path) as writer:
+        with DatasetWriter(out_path, voxel_protocol="softras", grids=("exact",), meshes=True) as writer:
             for key, splits in plan.items():
                 writer.add_category(key, category_name(key), source=f"meshes:{shown(src_dir)}",
                                     rgb_convention="Lambert shaded, premultiplied over black (background 0)",
-                                    occupancy="cell centres: ray parity per closed body, winding number > 0.5 "
-                                              "for the rest, union")
+                                    occupancy="voxels_exact: cell centres, ray parity per closed body, winding "
+                                              "number > 0.5 for the rest, union; voxels: that solid on the "
+                                              "softras grid united with SoftRas's voxelization of the mesh")
                 for s in SPLITS:
                     writer.create_split(key, s, capacity=len(splits[s]))
             root = {key: Path(src_dir) / key if (Path(src_dir) / key).is_dir() else Path(src_dir) for key in plan}
@@ -330,10 +345,11 @@ def convert_meshes(
                     if isinstance(res, str):
                         skipped.append((str(p), res))
                         continue
-                    images, packed = res
+                    images, softras, exact, verts, faces = res
                     # HDF5 strings are UTF-8: keep a non-UTF-8 file name readable (\xe9) instead of failing
                     oid = shown(p.relative_to(root[key]).with_suffix("").as_posix())
-                    writer.append(key, s, images, unpack_voxels(packed), oid)
+                    writer.append(key, s, images, unpack_voxels(softras), oid, grids={"exact": unpack_voxels(exact)},
+                                  mesh=(verts, faces))
     if skipped:
         more = f"; ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
         warnings.warn(f"{shown(src_dir)}: skipped {len(skipped)} mesh file(s): "

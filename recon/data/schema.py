@@ -346,15 +346,16 @@ class DatasetWriter:
     stop signal (``recon.signals``: inside the block SIGINT/SIGTERM set a flag, ``check()`` raises
     ``Interrupted``); otherwise the temp file is removed.
     Arrays: ``images (24, 4, S, S) uint8``, ``voxels (32, 32, 32)`` bool/uint8 (the grid of
-    ``voxel_protocol``), ``grids {protocol: (32, 32, 32)}`` (exactly the protocols of ``grids``),
-    ``mesh``: ``(verts (V, 3), faces (F, 3))`` when ``meshes``.
+    ``voxel_protocol``; default ``exact``, cell-centre sampling of ``[-0.5, 0.5]^3`` as in v1),
+    ``grids {protocol: (32, 32, 32)}`` (exactly the protocols of ``grids``), ``mesh``:
+    ``(verts (V, 3), faces (F, 3))`` when ``meshes``.
     """
 
     def __init__(self, path: str | os.PathLike, image_size: int = cameras.IMAGE_SIZE,
                  num_views: int = cameras.NUM_VIEWS, elevation: float = cameras.ELEVATION,
                  distance: float = cameras.DISTANCE, viewing_angle: float = cameras.VIEWING_ANGLE,
                  azimuth_step: float = cameras.AZIMUTH_STEP, compression: int = 4, *,
-                 voxel_protocol: str, grids: tuple[str, ...] = (), meshes: bool = False):
+                 voxel_protocol: str = "exact", grids: tuple[str, ...] = (), meshes: bool = False):
         self.path = Path(path)
         self.attrs = dict(format=FORMAT, version=VERSION, image_size=image_size, num_views=num_views,
                           elevation=elevation, distance=distance, viewing_angle=viewing_angle,

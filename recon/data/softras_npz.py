@@ -1,4 +1,4 @@
-"""SoftRas / NMR ``.npz`` dataset -> format-v1 HDF5, streaming object by object.
+"""SoftRas / NMR ``.npz`` dataset -> format-v2 HDF5, streaming object by object.
 
 Input (the files of SoftRas ``examples/recon/download_dataset.sh``)::
 
@@ -12,6 +12,10 @@ array is parsed (``numpy.lib.format``) and rows are read one object at a time fr
 Voxel axes: NMR's grids are not in our order; ``recon.data.voxel_axes`` maps them (``"nmr"`` =
 ``"+y+x-z"``, derived from SoftRas' evaluation code) and ``"auto"`` detects the map per class from
 the alpha masks. The chosen spec is stored in ``/<class>.attrs["voxel_transform"]``.
+
+Ground truth: NMR's grids are stored as the ``softras`` protocol's grid (SoftRas's ``evaluate_iou``
+compares its own voxelization with them as they are, so that is what the published numbers mean);
+the data have no meshes, hence no ``exact`` grid and no oracle row.
 """
 
 from __future__ import annotations
@@ -197,7 +201,7 @@ def convert_softras(
     voxel_axes: str = "auto",
     progress: bool = True,
 ) -> DatasetInfo:
-    """Convert a SoftRas/NMR ``.npz`` folder into a format-v1 HDF5 file.
+    """Convert a SoftRas/NMR ``.npz`` folder into a format-v2 HDF5 file (NMR's grids, no meshes).
 
     Args:
         src_dir: folder with ``<classid>_<split>_{images,voxels}.npz``.
@@ -250,7 +254,7 @@ def convert_softras(
         transforms[cls] = (spec, note)
 
     bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not progress)
-    with DatasetWriter(out_path) as writer, bar:
+    with DatasetWriter(out_path, voxel_protocol="softras") as writer, bar:
         task = bar.add_task("softras", total=sum(counts.values()))
         for cls, per_split in inputs.items():
             writer.add_category(cls, category_name(cls), source=f"softras-npz:{src}",

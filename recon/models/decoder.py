@@ -45,13 +45,19 @@ class Decoder(nn.Module):
         v = F.relu(v) * (1 - c) - F.relu(-v) * (c + 1)
         return (v + c) * 0.5
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        """latent: (B, 512) -> vertices (B, V, 3)."""
+    def heads(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fully connected part: latent (B, 512) -> (offsets (B, V, 3), raw centroid (B, 3)),
+        in the autocast dtype when called under autocast."""
         x = F.relu(self.fc1(latent), inplace=True)
         x = F.relu(self.fc2(x), inplace=True)
         centroid = self.fc_centroid(x) * self.centroid_scale
         bias = (self.fc_bias(x) * self.bias_scale).view(-1, self.num_verts, 3)
-        return self.deform(bias, centroid)
+        return bias, centroid
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        """latent: (B, 512) -> vertices (B, V, 3), always float32 (``deform`` runs in float32)."""
+        bias, centroid = self.heads(latent)
+        return self.deform(bias.float(), centroid.float())
 
     def template_mesh(self) -> torch.Tensor:
         """(V, 3) the mesh predicted with zero offsets and centroid (the 'template sphere' baseline)."""

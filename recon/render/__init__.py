@@ -21,7 +21,8 @@ from typing import Callable
 
 from recon.render.base import BackendUnavailable, RasterSettings, Renderer
 
-__all__ = ["BackendUnavailable", "RasterSettings", "Renderer", "BACKENDS", "get_renderer", "available_backends"]
+__all__ = ["BackendUnavailable", "RasterSettings", "Renderer", "BACKENDS", "RGBA_BACKENDS", "get_renderer",
+           "available_backends"]
 
 # name -> "module:factory"; the factory takes (settings: RasterSettings, **backend_opts).
 BACKENDS: dict[str, str] = {
@@ -30,6 +31,9 @@ BACKENDS: dict[str, str] = {
     "nvdiffrast": "recon.render.nvdiffrast_backend:make_renderer",
     "dibr": "recon.render.dibr:make_renderer",
 }
+
+# backends whose renderer has ``rgba`` (a colour render)
+RGBA_BACKENDS: tuple[str, ...] = ("softras", "dibr")
 
 _SETTING_FIELDS = set(RasterSettings.__dataclass_fields__)
 # options every caller may pass to get_renderer whatever the backend: name -> the value that means "no choice"

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from recon.render.softras_rgb_torch import check_rgba_inputs
-from recon.render.window_pairs import barycentric, pair_distance_sq, pixel_xy, window_pairs
+from recon.render.softras_rgb_torch import rgba_image, rgba_pairs
+from recon.render.window_pairs import barycentric, pair_distance_sq
 
 __all__ = ["MIN_EXPONENT", "dibr_rgba_torch", "log_one_minus_exp_neg"]
 
@@ -47,10 +47,8 @@ def dibr_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
     """Hard-rasterized interpolated colours plus DIB-R's soft alpha, windowed, differentiable.
 
     Args:
-        verts_ndc: (B, V, 3) float32/float64 NDC x, y and camera depth z.
-        faces: (F, 3) int64 vertex indices shared by the batch.
-        colors: (B, V, C) per-vertex attributes (C = 3 for RGB), dtype of ``verts_ndc``.
-        image_size: S.
+        verts_ndc, faces, colors, image_size: as :func:`recon.render.softras_rgb_torch.soft_rgba_torch`
+            (``colors`` may be any C per-vertex attributes).
         sigma: soft-alpha sharpness (> 0): ``exp(-d^2 / sigma)``.
         cutoff_sq: faces farther than ``sqrt(cutoff_sq)`` from an uncovered pixel are ignored.
         background: C values for uncovered pixels.
@@ -58,22 +56,14 @@ def dibr_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
         (B, C + 1, S, S): attributes then alpha, row 0 at the top; differentiable w.r.t.
         ``verts_ndc`` (x, y) and ``colors``.
     """
-    check_rgba_inputs(verts_ndc, faces, colors)
-    b, v = verts_ndc.shape[:2]
-    s, nc = int(image_size), colors.shape[-1]
-    dtype, device = verts_ndc.dtype, verts_ndc.device
-    faces = faces.to(device=device, dtype=torch.long)
-    bg = torch.as_tensor(background, dtype=dtype, device=device).reshape(-1)
-    if bg.numel() != nc:
-        raise ValueError(f"background must have {nc} values (one per colour channel), got {bg.numel()}")
+    r = rgba_pairs(verts_ndc, faces, colors, image_size, cutoff_sq, background)
+    pairs, face_verts, p = r.pairs, r.face_verts, r.centres
+    b, v, nc = *verts_ndc.shape[:2], colors.shape[-1]
+    s, dtype, device = int(image_size), verts_ndc.dtype, verts_ndc.device
     npix = b * s * s
-
-    pairs = window_pairs(verts_ndc, faces, s, cutoff_sq)
     flat = verts_ndc.reshape(b * v, 3)
     xy = flat[:, :2]
     with torch.no_grad():
-        face_verts = faces[pairs.face] + pairs.batch[:, None] * v  # (P, 3)
-        p = pixel_xy(pairs.pixel, s, dtype)
         # Hard rasterization: the nearest inside pair of each pixel (first face on ties).
         ins = pairs.inside.nonzero()[:, 0]
         w_in = barycentric(xy[face_verts[ins]], p[ins])
@@ -92,11 +82,11 @@ def dibr_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
 
     w = barycentric(xy[face_verts[win]], p[win])
     rgb_win = (w[..., None] * colors.reshape(b * v, nc)[face_verts[win]]).sum(1)
-    rgb = bg.repeat(npix, 1).index_put((pairs.pixel[win],), rgb_win)
+    rgb = r.background.repeat(npix, 1).index_put((pairs.pixel[win],), rgb_win)
 
     soft_pairs = pairs.select(soft)
     d2 = pair_distance_sq(xy, face_verts[soft], soft_pairs, p[soft])
     log_sum = torch.zeros(npix, dtype=dtype, device=device).index_add(0, soft_pairs.pixel,
                                                                       log_one_minus_exp_neg(d2 / sigma))
     alpha = torch.where(covered, torch.ones_like(log_sum), -torch.expm1(log_sum))
-    return torch.cat([rgb, alpha[:, None]], dim=1).reshape(b, s, s, nc + 1).permute(0, 3, 1, 2).contiguous()
+    return rgba_image(rgb, alpha, b, s)

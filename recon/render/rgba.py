@@ -10,43 +10,27 @@ cannot be built. ``bench_rgba`` times the implementations side by side.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
 
-from recon.render.base import BackendUnavailable, RasterSettings
+from recon import cameras
+from recon.render.base import RasterSettings
 from recon.render.dibr_torch import dibr_rgba_torch
+from recon.render.impls import CHOICES, IMPLS, ImplChoice
 from recon.render.rgba_ext import dibr_rgba_ext, load_extension, soft_rgba_ext
 from recon.render.softras_rgb_torch import soft_rgba_torch
 
-__all__ = ["IMPLS", "RGBABenchRecord", "available_impls", "bench_rgba", "dibr_rgba", "resolve_impl", "rgba_ratios",
-           "soft_rgba"]
+__all__ = ["IMPLS", "CHOICES", "RGBABenchRecord", "available_impls", "bench_rgba", "dibr_rgba", "resolve_impl",
+           "rgba_ratios", "soft_rgba"]
 
-IMPLS = ("torch", "cpp", "cuda")
-CHOICES = ("auto",) + IMPLS
-_KERNEL_DEVICE = {"cpp": "cpu", "cuda": "cuda"}
-_log = logging.getLogger(__name__)
-_warned: set[str] = set()
-
-
-def _unavailable_reason(impl: str, device: torch.device) -> str | None:
-    if impl == "torch":
-        return None
-    if device.type != _KERNEL_DEVICE[impl]:
-        return f"the {impl} rgba kernel runs on {_KERNEL_DEVICE[impl]} tensors, not {device.type}"
-    try:
-        load_extension(impl)
-    except BackendUnavailable as e:
-        return str(e)
-    return None
+_CHOICE = ImplChoice("rgba", load_extension)
 
 
 def available_impls(device: torch.device | str = "cpu") -> dict[str, str | None]:
     """``{impl: None}`` for each RGBA implementation that can run on ``device``, else the reason
     (builds the kernels on first use)."""
-    dev = torch.device(device)
-    return {impl: _unavailable_reason(impl, dev) for impl in IMPLS}
+    return _CHOICE.available(device)
 
 
 def resolve_impl(requested: str, device: torch.device) -> str:
@@ -55,21 +39,7 @@ def resolve_impl(requested: str, device: torch.device) -> str:
     Raises:
         ValueError: unknown impl, or a kernel asked for tensors of another device.
     """
-    if requested not in CHOICES:
-        raise ValueError(f"unknown rgba impl {requested!r}; valid impls: {', '.join(CHOICES)}")
-    if requested != "auto":
-        if requested in _KERNEL_DEVICE and device.type != _KERNEL_DEVICE[requested]:
-            raise ValueError(f"rgba impl {requested!r} runs on {_KERNEL_DEVICE[requested]} tensors, got "
-                             f"{device.type} tensors (use impl='auto' to follow the input)")
-        return requested
-    kernel = "cuda" if device.type == "cuda" else "cpp"
-    reason = _unavailable_reason(kernel, device)
-    if reason is None:
-        return kernel
-    if reason not in _warned:
-        _warned.add(reason)
-        _log.warning("rgba: using the (slower) torch reference on %s: %s", device.type, reason)
-    return "torch"
+    return _CHOICE.resolve(requested, device)
 
 
 def soft_rgba(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, settings: RasterSettings,
@@ -128,7 +98,7 @@ def bench_rgba(batches: tuple[int, ...] = (16, 64), repeats: int = 5, device: st
     Returns:
         One record per (render, impl, batch).
     """
-    from recon import cameras
+    # imported here: recon.benchmark imports the renderers (and the training stack) itself
     from recon.benchmark import deformed_template, time_fn
 
     dev = torch.device(device)

@@ -1,10 +1,9 @@
 """Fused RGBA render kernels (C++/OpenMP, and CUDA): JIT build and autograd wrappers.
 
-Sources: ``csrc/rgba/`` (they include ``csrc/softras/softras_math.h`` for the per-pair silhouette
-maths). Built on first use into ``$RECON_EXT_DIR/<name>/<key>`` like the silhouette kernels
-(:mod:`recon.render.softras_ext`), as the modules ``recon_rgba_cpu`` / ``recon_rgba_cuda``; ``<key>``
-hashes both source folders, the flags and the torch version. A missing toolchain or a failed build
-raises :class:`~recon.render.base.BackendUnavailable` with the reason.
+Sources: ``csrc/rgba/`` (they include headers of ``csrc/softras/``: the per-pair silhouette maths,
+the SIMD helpers, the row bands and the CUDA launch helpers). Built by :mod:`recon.render.jit` as
+the modules ``recon_rgba_cpu`` / ``recon_rgba_cuda``; a missing toolchain or a failed build raises
+:class:`~recon.render.base.BackendUnavailable` with the reason.
 
 Same maths and pair rule as :mod:`recon.render.softras_rgb_torch` and :mod:`recon.render.dibr_torch`,
 which the tests compare against. The kernels keep ``1 - alpha`` as a product (the references sum
@@ -14,27 +13,20 @@ factor is below ``exp(-40)`` next to their pixel's heaviest (``rgba_math.h``): e
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from recon.render.base import BackendUnavailable
-from recon.render.softras_ext import _missing_toolchain, build_dir
+from recon.render import jit
 from recon.render.softras_rgb_torch import check_rgba_inputs
 
 __all__ = ["KINDS", "extension_name", "load_extension", "soft_rgba_ext", "dibr_rgba_ext"]
 
 KINDS = ("cpp", "cuda")
 _CSRC = Path(__file__).resolve().parent / "csrc" / "rgba"
-_SHARED = Path(__file__).resolve().parent / "csrc" / "softras"  # softras_math.h
-_ERROR_TAIL = 3000
-_CACHE: dict[str, ModuleType | BackendUnavailable] = {}
+_SHARED = Path(__file__).resolve().parent / "csrc" / "softras"  # the headers the RGBA kernels build on
 
 
 def extension_name(kind: str) -> str:
@@ -44,39 +36,15 @@ def extension_name(kind: str) -> str:
     return "recon_rgba_cpu" if kind == "cpp" else "recon_rgba_cuda"
 
 
-def _build_key(kind: str, flags: list[str]) -> str:
-    h = hashlib.sha256()
-    for part in (torch.__version__, sys.version, os.environ.get("CXX", ""), str(_CSRC), kind, *flags):
-        h.update(part.encode() + b"\0")
-    for f in sorted(_CSRC.iterdir()) + [_SHARED / "softras_math.h"]:
-        if f.is_file():
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _build(kind: str, verbose: bool) -> ModuleType:
-    from torch.utils import cpp_extension
-
-    name = extension_name(kind)
-    sources = [_CSRC / "bindings.cpp", _CSRC / "rgba_cpu.cpp"]
-    # No -march and no -ffast-math (parity with the reference); no FMA contraction either.
-    cflags = ["-O3", "-fopenmp", "-ffp-contract=off"]
-    cuda_flags: list[str] = []
-    if kind == "cuda":
-        sources.append(_CSRC / "rgba_cuda.cu")
-        cflags.append("-DRECON_WITH_CUDA")
-        cuda_flags = ["-O3", "-DRECON_WITH_CUDA", "--fmad=false"]
-    return cpp_extension.load(
-        name=name,
-        sources=[str(s) for s in sources],
-        extra_cflags=cflags,
-        extra_cuda_cflags=cuda_flags,
-        extra_ldflags=["-fopenmp"],
-        extra_include_paths=[str(_CSRC), str(_SHARED)],
-        build_directory=str(build_dir(name, _build_key(kind, cflags + cuda_flags))),
-        with_cuda=kind == "cuda",
-        verbose=verbose,
-    )
+def _spec(kind: str) -> jit.JitSpec:
+    name, label = extension_name(kind), f"rgba {kind} kernel"
+    sources = (_CSRC / "bindings.cpp", _CSRC / "rgba_cpu.cpp")
+    if kind == "cpp":
+        return jit.JitSpec(name, label, sources, (_CSRC, _SHARED))
+    # --fmad=false: no FMA contraction on the GPU either (parity with the reference)
+    return jit.JitSpec(name, label, sources + (_CSRC / "rgba_cuda.cu",), (_CSRC, _SHARED),
+                       cflags=jit.CPU_FLAGS + ("-DRECON_WITH_CUDA",),
+                       cuda_flags=("-O3", "-DRECON_WITH_CUDA", "--fmad=false"), cuda=True)
 
 
 def load_extension(kind: str = "cpp", verbose: bool = False) -> ModuleType:
@@ -90,25 +58,7 @@ def load_extension(kind: str = "cpp", verbose: bool = False) -> ModuleType:
     Raises:
         BackendUnavailable: no compiler / ninja / nvcc / CUDA, or the build failed.
     """
-    name = extension_name(kind)
-    cached = _CACHE.get(kind)
-    if isinstance(cached, BackendUnavailable):
-        raise cached
-    if cached is not None:
-        return cached
-    reason = _missing_toolchain(kind)
-    if reason is not None:
-        err = BackendUnavailable(f"rgba {kind} kernel unavailable: {reason}")
-    else:
-        try:
-            _CACHE[kind] = _build(kind, verbose)
-            return _CACHE[kind]
-        except (RuntimeError, OSError, ImportError, subprocess.SubprocessError) as e:  # build or load failure
-            tail = str(e)[-_ERROR_TAIL:]
-            err = BackendUnavailable(f"rgba {kind} kernel unavailable: building {name} failed "
-                                     f"(build dir from $RECON_EXT_DIR or ~/.cache/recon/torch_extensions):\n{tail}")
-    _CACHE[kind] = err
-    raise err
+    return jit.load(_spec(kind), verbose)
 
 
 class _SoftRGBA(torch.autograd.Function):

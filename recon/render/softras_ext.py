@@ -1,12 +1,8 @@
 """Fused soft rasterizer kernels (C++/OpenMP and CUDA): JIT build and autograd wrapper.
 
-The sources live in ``csrc/softras/``. They are compiled on first use with
-``torch.utils.cpp_extension.load`` into ``$RECON_EXT_DIR/<name>/<key>`` (default
-``~/.cache/recon/torch_extensions/<name>/<key>``) and cached for the process. ``<key>`` hashes the
-sources, their location, the flags and the torch version, so checkouts and versions never share
-(or overwrite) a build. A missing compiler, nvcc
-or CUDA, or a failed build, raises :class:`~recon.render.base.BackendUnavailable` with the reason
-(and the compiler's error tail).
+The sources live in ``csrc/softras/``; :mod:`recon.render.jit` compiles them on first use (build
+folder, cache key, toolchain checks) and turns a missing toolchain or a failed build into
+:class:`~recon.render.base.BackendUnavailable` with the reason (and the compiler's error tail).
 
 Same math and pair rule as :mod:`recon.render.softras_torch`, which the tests compare against
 (at ``PARITY_FWD_ATOL`` / ``PARITY_GRAD_RTOL``; ``pipelines.gpucheck`` uses the same numbers).
@@ -20,20 +16,15 @@ always deterministic.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from recon.render.base import BackendUnavailable
+from recon.render import jit
 
-__all__ = ["KINDS", "EMULATION", "PARITY_FWD_ATOL", "PARITY_GRAD_RTOL", "extension_name", "build_dir", "load_extension",
+__all__ = ["KINDS", "EMULATION", "PARITY_FWD_ATOL", "PARITY_GRAD_RTOL", "extension_name", "load_extension",
            "bin_faces", "soft_silhouette_ext"]
 
 KINDS = ("cpp", "cuda")
@@ -42,10 +33,6 @@ KINDS = ("cpp", "cuda")
 PARITY_FWD_ATOL = {torch.float32: 1e-4, torch.float64: 1e-5}
 PARITY_GRAD_RTOL = 1e-3
 _CSRC = Path(__file__).resolve().parent / "csrc" / "softras"
-_ERROR_TAIL = 3000
-# Per-process cache: kind -> loaded module, or the BackendUnavailable that building it raised.
-_CACHE: dict[str, ModuleType | BackendUnavailable] = {}
-
 
 # Test-only kind: the CUDA kernels compiled as C++ and run on CPU threads (csrc/softras/cuda_emulation.h).
 EMULATION = "cuda-emu"
@@ -60,80 +47,19 @@ def extension_name(kind: str) -> str:
     return _NAMES[kind]
 
 
-def build_dir(name: str, key: str = "") -> Path:
-    """Build directory for extension ``name`` (created): ``$RECON_EXT_DIR/<name>/<key>`` or
-    ``~/.cache/recon/torch_extensions/<name>/<key>``."""
-    root = os.environ.get("RECON_EXT_DIR")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "recon" / "torch_extensions"
-    path = base / name / key if key else base / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _build_key(kind: str, flags: list[str]) -> str:
-    h = hashlib.sha256()
-    for part in (torch.__version__, sys.version, os.environ.get("CXX", ""), str(_CSRC), kind, *flags):
-        h.update(part.encode() + b"\0")
-    for f in sorted(_CSRC.iterdir()):
-        if f.is_file():
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _missing_toolchain(kind: str) -> str | None:
-    """Why ``kind`` cannot be built here, or None."""
-    cxx = os.environ.get("CXX", "c++")
-    if shutil.which(cxx) is None:
-        return f"no C++ compiler found ({cxx!r} is not on PATH; install g++ or set CXX)"
-    if shutil.which("ninja") is None:
-        try:
-            import ninja  # noqa: F401  (the pip package puts the binary next to the interpreter)
-        except ImportError:
-            return "ninja is not installed (pip install ninja)"
-    if kind == "cuda":
-        if torch.version.cuda is None:
-            return f"this PyTorch build ({torch.__version__}) has no CUDA support"
-        if not torch.cuda.is_available():
-            return "CUDA is not available (no GPU or driver)"
-        from torch.utils.cpp_extension import CUDA_HOME
-
-        if CUDA_HOME is None:
-            return "nvcc / the CUDA toolkit was not found (set CUDA_HOME)"
-    return None
-
-
-def _build(kind: str, verbose: bool) -> ModuleType:
-    from torch.utils import cpp_extension
-
-    name = extension_name(kind)
+def _spec(kind: str) -> jit.JitSpec:
+    name, label = extension_name(kind), f"softras {kind} kernel"
     if kind == EMULATION:
         # Needs C++20 (std::barrier, std::atomic_ref); the CUDA sources are #included as C++.
-        flags = ["-O2", "-std=c++20", "-DRECON_WITH_CUDA", "-DRECON_CUDA_EMULATION"]
-        return cpp_extension.load(
-            name=name, sources=[str(_CSRC / "softras_cuda_emu.cpp"), str(_CSRC / "softras_bins.cpp")],
-            extra_cflags=flags, extra_ldflags=["-pthread"], extra_include_paths=[str(_CSRC)],
-            build_directory=str(build_dir(name, _build_key(kind, flags))), with_cuda=False, verbose=verbose)
-    sources = [_CSRC / "bindings.cpp", _CSRC / "softras_cpu.cpp", _CSRC / "softras_bins.cpp"]
-    # No -march (the build must run on any x86-64) and no -ffast-math (parity with the reference);
-    # -ffp-contract=off keeps FMA contraction from changing rounding on targets that have FMA;
-    # -Wno-psabi silences a note about passing 32-byte double vectors between inline helpers.
-    cflags = ["-O3", "-fopenmp", "-ffp-contract=off", "-Wno-psabi"]
-    cuda_flags: list[str] = []
-    if kind == "cuda":
-        sources.append(_CSRC / "softras_cuda.cu")
-        cflags.append("-DRECON_WITH_CUDA")
-        cuda_flags = ["-O3", "-DRECON_WITH_CUDA"]
-    return cpp_extension.load(
-        name=name,
-        sources=[str(s) for s in sources],
-        extra_cflags=cflags,
-        extra_cuda_cflags=cuda_flags,
-        extra_ldflags=["-fopenmp"],
-        extra_include_paths=[str(_CSRC)],
-        build_directory=str(build_dir(name, _build_key(kind, cflags + cuda_flags))),
-        with_cuda=kind == "cuda",
-        verbose=verbose,
-    )
+        return jit.JitSpec(name, label, (_CSRC / "softras_cuda_emu.cpp", _CSRC / "softras_bins.cpp"), (_CSRC,),
+                           cflags=("-O2", "-std=c++20", "-DRECON_WITH_CUDA", "-DRECON_CUDA_EMULATION"),
+                           ldflags=("-pthread",))
+    sources = (_CSRC / "bindings.cpp", _CSRC / "softras_cpu.cpp", _CSRC / "softras_bins.cpp")
+    if kind == "cpp":
+        return jit.JitSpec(name, label, sources, (_CSRC,))
+    return jit.JitSpec(name, label, sources + (_CSRC / "softras_cuda.cu",), (_CSRC,),
+                       cflags=jit.CPU_FLAGS + ("-DRECON_WITH_CUDA",), cuda_flags=("-O3", "-DRECON_WITH_CUDA"),
+                       cuda=True)
 
 
 def load_extension(kind: str = "cpp", verbose: bool = False) -> ModuleType:
@@ -148,25 +74,7 @@ def load_extension(kind: str = "cpp", verbose: bool = False) -> ModuleType:
     Raises:
         BackendUnavailable: no compiler / ninja / nvcc / CUDA, or the build failed.
     """
-    name = extension_name(kind)
-    cached = _CACHE.get(kind)
-    if isinstance(cached, BackendUnavailable):
-        raise cached
-    if cached is not None:
-        return cached
-    reason = _missing_toolchain(kind)
-    if reason is not None:
-        err = BackendUnavailable(f"softras {kind} kernel unavailable: {reason}")
-    else:
-        try:
-            _CACHE[kind] = _build(kind, verbose)
-            return _CACHE[kind]
-        except (RuntimeError, OSError, ImportError, subprocess.SubprocessError) as e:  # build or load failure
-            tail = str(e)[-_ERROR_TAIL:]
-            err = BackendUnavailable(f"softras {kind} kernel unavailable: building {name} failed "
-                                     f"(build dir from $RECON_EXT_DIR or ~/.cache/recon/torch_extensions):\n{tail}")
-    _CACHE[kind] = err
-    raise err
+    return jit.load(_spec(kind), verbose)
 
 
 class _SoftSilhouette(torch.autograd.Function):

@@ -26,12 +26,16 @@ x, y); here they are kept, so ``gradcheck`` holds.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from recon.render.window_pairs import barycentric, edge_functions, pair_distance_sq, pixel_xy, window_pairs
+from recon.render.window_pairs import (WindowPairs, barycentric, edge_functions, pair_distance_sq, pixel_xy,
+                                       window_pairs)
 
-__all__ = ["SOFTRAS_RGB_DEFAULTS", "soft_rgba_torch", "check_rgba_inputs"]
+__all__ = ["SOFTRAS_RGB_DEFAULTS", "soft_rgba_torch", "check_rgba_inputs", "RGBAPairs", "rgba_pairs",
+           "rgba_image"]
 
 # SoftRas' defaults for the colour aggregation (gamma_val, near, far, eps, background_color).
 SOFTRAS_RGB_DEFAULTS = {"gamma": 1e-4, "near": 1.0, "far": 100.0, "eps": 1e-3, "background": (0.0, 0.0, 0.0)}
@@ -46,6 +50,46 @@ def check_rgba_inputs(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torc
     if colors.dim() != 3 or colors.shape[:2] != verts_ndc.shape[:2]:
         raise ValueError(f"colors must be (B, V, C) with (B, V) = {tuple(verts_ndc.shape[:2])}, "
                          f"got {tuple(colors.shape)}")
+
+
+@dataclass
+class RGBAPairs:
+    """Checked inputs of a torch RGBA render and its kept pixel-face pairs (no gradient).
+
+    Attributes:
+        faces: (F, 3) int64 on the device of the vertices.
+        background: (C,) background colour, dtype of the vertices.
+        pairs: the kept pairs (:func:`recon.render.window_pairs.window_pairs`).
+        face_verts: (P, 3) rows of each pair's face vertices in the flat (B * V, ...) vertex table.
+        centres: (P, 2) NDC centres of each pair's pixel.
+    """
+
+    faces: torch.Tensor
+    background: torch.Tensor
+    pairs: WindowPairs
+    face_verts: torch.Tensor
+    centres: torch.Tensor
+
+
+def rgba_pairs(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, image_size: int, cutoff_sq: float,
+               background: tuple[float, ...] | torch.Tensor) -> RGBAPairs:
+    """Check the inputs of an RGBA render (one-line ``ValueError``) and enumerate its pairs."""
+    check_rgba_inputs(verts_ndc, faces, colors)
+    faces = faces.to(device=verts_ndc.device, dtype=torch.long)
+    bg = torch.as_tensor(background, dtype=verts_ndc.dtype, device=verts_ndc.device).reshape(-1)
+    if bg.numel() != colors.shape[-1]:
+        raise ValueError(f"background must have {colors.shape[-1]} values (one per colour channel), got {bg.numel()}")
+    pairs = window_pairs(verts_ndc, faces, int(image_size), cutoff_sq)
+    with torch.no_grad():
+        face_verts = pairs.vertex_rows(faces, verts_ndc.shape[1])
+        centres = pixel_xy(pairs.pixel, int(image_size), verts_ndc.dtype)
+    return RGBAPairs(faces, bg, pairs, face_verts, centres)
+
+
+def rgba_image(rgb: torch.Tensor, alpha: torch.Tensor, batch: int, image_size: int) -> torch.Tensor:
+    """(B * S * S, C) colours and (B * S * S,) alpha -> the (B, C + 1, S, S) image."""
+    s, nc = image_size, rgb.shape[-1]
+    return torch.cat([rgb, alpha[:, None]], dim=1).reshape(batch, s, s, nc + 1).permute(0, 3, 1, 2).contiguous()
 
 
 def soft_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, image_size: int,
@@ -69,20 +113,12 @@ def soft_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
         (B, C + 1, S, S): colour channels then alpha, row 0 at the top; differentiable w.r.t.
         ``verts_ndc`` (x, y, and z through the depth weights) and ``colors``.
     """
-    check_rgba_inputs(verts_ndc, faces, colors)
-    b, v = verts_ndc.shape[:2]
-    s, nc = int(image_size), colors.shape[-1]
-    dtype, device = verts_ndc.dtype, verts_ndc.device
-    faces = faces.to(device=device, dtype=torch.long)
-    bg = torch.as_tensor(background, dtype=dtype, device=device).reshape(-1)
-    if bg.numel() != nc:
-        raise ValueError(f"background must have {nc} values (one per colour channel), got {bg.numel()}")
+    r = rgba_pairs(verts_ndc, faces, colors, image_size, cutoff_sq, background)
+    pairs, face_verts, p = r.pairs, r.face_verts, r.centres
+    b, v, nc = *verts_ndc.shape[:2], colors.shape[-1]
+    s, dtype, device = int(image_size), verts_ndc.dtype, verts_ndc.device
     npix = b * s * s
-
-    pairs = window_pairs(verts_ndc, faces, s, cutoff_sq)
     with torch.no_grad():
-        face_verts = faces[pairs.face] + pairs.batch[:, None] * v  # (P, 3) rows of the flat vertex table
-        p = pixel_xy(pairs.pixel, s, dtype)
         inv_sigma = torch.tensor(1.0 / sigma, dtype=dtype, device=device)
         coef = torch.where(pairs.inside, -inv_sigma, inv_sigma)  # log(1 - D) = logsigmoid(coef * d^2)
 
@@ -115,6 +151,5 @@ def soft_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
     col = (wc[..., None] * colors.reshape(b * v, nc)[fv_sel]).sum(1)  # (P', C)
     bg_weight = torch.exp((eps - zmax) / gamma)  # (npix,)
     den = bg_weight.index_add(0, pix_sel, weight)
-    num = (bg_weight[:, None] * bg).index_add(0, pix_sel, weight[:, None] * col)
-    rgb = num / den[:, None]
-    return torch.cat([rgb, alpha[:, None]], dim=1).reshape(b, s, s, nc + 1).permute(0, 3, 1, 2).contiguous()
+    num = (bg_weight[:, None] * r.background).index_add(0, pix_sel, weight[:, None] * col)
+    return rgba_image(num / den[:, None], alpha, b, s)

@@ -1,22 +1,23 @@
-"""Windowed pixel-face pair enumeration shared by the torch references of the RGBA renders.
+"""Windowed pixel-face pair enumeration shared by the torch references of every render (the
+silhouette :mod:`recon.render.softras_torch` and the colour ones).
 
-The same pair rule as the silhouette reference (:mod:`recon.render.softras_torch`): a face sees only
-the pixel centres inside its *window* (its 2D bounding box grown by ``sqrt(cutoff_sq)``), and a pair
-is kept iff the pixel centre is inside the face or ``d^2 < cutoff_sq``. Faces with a vertex at
-``z <= 0`` or a non-finite x/y have an empty window. Nothing here carries gradient: the renders
-recompute their differentiable terms on the kept pairs only, never on a dense
-``B x pixels x faces`` tensor.
+The pair rule of the kernels: a face sees only the pixel centres inside its *window* (its 2D
+bounding box grown by ``sqrt(cutoff_sq)``, :func:`face_windows`), and a pair is kept iff the pixel
+centre is inside the face or ``d^2 < cutoff_sq``. Faces with a vertex at ``z <= 0`` or a non-finite
+x/y have an empty window. The enumeration carries no gradient: the renders recompute their
+differentiable terms on the kept pairs only (:func:`pair_distance_sq`, :func:`barycentric`), never
+on a dense ``B x pixels x faces`` tensor.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from recon.render.softras_torch import _CHUNK, _chunk_pairs, _face_table, face_windows
-
-__all__ = ["WindowPairs", "window_pairs", "pixel_xy"]
+__all__ = ["WindowPairs", "window_pairs", "face_windows", "pixel_xy", "pair_distance_sq", "edge_functions",
+           "barycentric"]
 
 
 @dataclass
@@ -44,6 +45,10 @@ class WindowPairs:
         return WindowPairs(self.batch[index], self.face[index], self.pixel[index], self.edge[index], self.t[index],
                            self.inside[index])
 
+    def vertex_rows(self, faces: torch.Tensor, num_verts: int) -> torch.Tensor:
+        """(P, 3) rows of each pair's face vertices in the batch's flat ``(B * V, ...)`` vertex table."""
+        return faces[self.face] + self.batch[:, None] * num_verts
+
 
 def pixel_xy(pixel: torch.Tensor, image_size: int, dtype: torch.dtype) -> torch.Tensor:
     """NDC centres ``(P, 2)`` of flat pixel indices (``recon.cameras`` convention, row 0 on top)."""
@@ -51,6 +56,93 @@ def pixel_xy(pixel: torch.Tensor, image_size: int, dtype: torch.dtype) -> torch.
     px = (2 * (pixel % s) + 1 - s).to(dtype) / s
     py = (s - 1 - 2 * (torch.div(pixel, s, rounding_mode="floor") % s)).to(dtype) / s
     return torch.stack([px, py], dim=-1)
+
+
+def face_windows(face_xy: torch.Tensor, valid: torch.Tensor, image_size: int,
+                 cutoff_sq: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inclusive pixel ranges each face can influence (computed in float64, like the kernels).
+
+    Pixel column ``c`` has centre ``x = (2c + 1 - S) / S`` and row ``r`` has ``y = (S - 1 - 2r) / S``;
+    the window holds the centres inside the face's bounding box grown by ``sqrt(cutoff_sq)``.
+
+    Args:
+        face_xy: (..., 3, 2) projected face vertices (NDC x, y).
+        valid: (...) bool, faces to rasterize at all (others get an empty window).
+        image_size: S.
+        cutoff_sq: squared NDC cutoff distance.
+    Returns:
+        ``(c0, c1, r0, r1)``, each (...) int64; the window is empty when ``c1 < c0`` or ``r1 < r0``.
+    """
+    s = float(image_size)
+    rad = math.sqrt(cutoff_sq)
+    xy = face_xy.detach().to(torch.float64)
+    lo, hi = xy.min(dim=-2).values, xy.max(dim=-2).values  # (..., 2)
+    c0 = torch.ceil((s * (lo[..., 0] - rad) + s - 1.0) / 2.0)
+    c1 = torch.floor((s * (hi[..., 0] + rad) + s - 1.0) / 2.0)
+    r0 = torch.ceil((s - 1.0 - s * (hi[..., 1] + rad)) / 2.0)
+    r1 = torch.floor((s - 1.0 - s * (lo[..., 1] - rad)) / 2.0)
+    # Clamp in float64 before the cast so far-away vertices cannot overflow int64.
+    zero, empty_hi = torch.zeros_like(c0), torch.full_like(c0, -1.0)
+    c0 = torch.where(valid, c0.clamp(0.0, s), zero)
+    r0 = torch.where(valid, r0.clamp(0.0, s), zero)
+    c1 = torch.where(valid, c1.clamp(-1.0, s - 1.0), empty_hi)
+    r1 = torch.where(valid, r1.clamp(-1.0, s - 1.0), empty_hi)
+    return c0.long(), c1.long(), r0.long(), r1.long()
+
+
+# Pairs are processed in chunks of about this many so that the no-grad intermediates stay in cache.
+_CHUNK = 1 << 15
+
+
+def _face_table(fxy: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-face constants the pair loop gathers: (16, N) rows ax[3], ay[3], ex[3], ey[3], inv_len2[3],
+    non-degenerate flag, for (N, 3, 2) face vertices. Edge k runs from vertex k to vertex k + 1."""
+    a = fxy
+    e = a.roll(-1, dims=1) - a
+    len2 = (e * e).sum(-1)
+    # A zero-length edge's closest point is its start: inv_len2 = 0 makes t = 0.
+    inv_len2 = torch.where(len2 > 0, 1.0 / torch.where(len2 > 0, len2, torch.ones_like(len2)), torch.zeros_like(len2))
+    x0, y0 = a[:, 0, 0], a[:, 0, 1]
+    area2 = (a[:, 1, 0] - x0) * (a[:, 2, 1] - y0) - (a[:, 1, 1] - y0) * (a[:, 2, 0] - x0)
+    nondegenerate = ((area2 != 0) & valid).to(a.dtype)
+    return torch.cat([a[..., 0].T, a[..., 1].T, e[..., 0].T, e[..., 1].T, inv_len2.T, nondegenerate[None]]).contiguous()
+
+
+def _chunk_pairs(table: torch.Tensor, faces_ids: torch.Tensor, counts: torch.Tensor, width: torch.Tensor,
+                 c0: torch.Tensor, r0: torch.Tensor, image_size: int, cutoff_sq: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Evaluate every pixel in the windows of a group of faces; return only the kept pairs.
+
+    Args:
+        table: (16, N) per-face constants (``_face_table``).
+        faces_ids: (K,) indices into N of the faces in this group; counts/width/c0/r0: (K,) int64.
+    Returns:
+        ``(face_id, pixel (row * S + col), edge, t, inside)`` of the kept pairs, each (P,).
+    """
+    s = image_size
+    dev = counts.device
+    local_face = torch.repeat_interleave(torch.arange(counts.numel(), device=dev), counts)
+    starts = torch.cumsum(counts, 0) - counts
+    local = torch.arange(local_face.numel(), device=dev) - starts[local_face]
+    w = width[local_face]
+    row = r0[local_face] + torch.div(local, w, rounding_mode="floor")
+    col = c0[local_face] + local % w
+    face_id = faces_ids[local_face]
+
+    g = table.index_select(1, face_id)  # (16, P)
+    ax, ay, ex, ey, inv_len2, nondeg = g[0:3], g[3:6], g[6:9], g[9:12], g[12:15], g[15]
+    px = ((2 * col + 1 - s).to(g.dtype) / s)[None]
+    py = ((s - 1 - 2 * row).to(g.dtype) / s)[None]
+    apx, apy = px - ax, py - ay  # (3, P)
+    cross = ex * apy - ey * apx
+    t = (apx * ex + apy * ey).mul_(inv_len2).clamp_(0.0, 1.0)
+    dx = torch.addcmul(apx, t, ex, value=-1.0)
+    dy = torch.addcmul(apy, t, ey, value=-1.0)
+    d2, edge = (dx * dx).addcmul_(dy, dy).min(0)
+    inside = ((cross >= 0).all(0) | (cross <= 0).all(0)) & (nondeg > 0)
+    keep = inside | (d2 < cutoff_sq)
+    t_sel = t.gather(0, edge[None])[0]
+    return face_id[keep], (row * s + col)[keep], edge[keep], t_sel[keep], inside[keep]
 
 
 @torch.no_grad()

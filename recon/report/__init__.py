@@ -6,12 +6,12 @@ from recon.report.figures import (FIG_VIEWS, figure_predictions, plot_curves, pr
                                   save_prediction_meshes)
 from recon.report.format import finite, fmt
 from recon.report.html import html_report
-from recon.report.tables import (comparison_rows, comparison_table, markdown_table, reference_label,
-                                 results_table)
+from recon.report.tables import (colour_table, comparison_rows, comparison_table, markdown_table,
+                                 reference_label, results_table)
 from recon.report.viewer import (ViewerItem, viewer_fragment, viewer_items, viewer_items_from_meshes, viewer_page,
                                  write_viewer_page)
 
 __all__ = ["FIG_VIEWS", "figure_predictions", "plot_curves", "prediction_mesh_name", "render_mesh_rgb",
-           "save_prediction_meshes", "finite", "fmt", "html_report", "comparison_rows", "comparison_table",
-           "markdown_table", "reference_label", "results_table", "ViewerItem", "viewer_fragment", "viewer_items",
-           "viewer_items_from_meshes", "viewer_page", "write_viewer_page"]
+           "save_prediction_meshes", "finite", "fmt", "html_report", "colour_table", "comparison_rows",
+           "comparison_table", "markdown_table", "reference_label", "results_table", "ViewerItem", "viewer_fragment",
+           "viewer_items", "viewer_items_from_meshes", "viewer_page", "write_viewer_page"]

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from recon.report.format import fmt
 
-__all__ = ["REFERENCE_NAMES", "reference_label", "category_iou", "results_table", "comparison_rows",
+__all__ = ["REFERENCE_NAMES", "reference_label", "category_iou", "results_table", "colour_table", "comparison_rows",
            "TABLE1_COLUMNS", "markdown_table", "comparison_table", "published_markdown"]
 
 REFERENCE_NAMES = {"template": "template sphere", "mean_shape": "category-mean shape", "oracle": "GT mesh (oracle)"}
@@ -51,6 +51,31 @@ def results_table(record: dict[str, Any], title: str = "3D reconstruction") -> T
     t.add_row("[bold]mean", "", fmt(record.get("mean_loss"), "loss"), f"[bold]{fmt(record.get('mean_iou'), 'iou')}",
               fmt(record.get("mean_chamfer"), "chamfer"), fmt(record.get("mean_fscore"), "fscore"),
               *(fmt(r.get("mean_iou"), "iou") for r in refs.values()))
+    return t
+
+
+def colour_table(record: dict[str, Any], title: str = "colour") -> Table:
+    """The colour table of a coloured run's eval record (``recon.colour``): per category n, PSNR and L1 at
+    the input views, PSNR at novel views, PSNR over the masks' overlap (input, novel), and the PSNRs of the
+    mean-colour baseline; then the means."""
+    base = record["colour_baselines"]["mean_colour"]
+    t = Table(title=title, caption="rendered RGB vs the images over the union of the masks (overlap: where both "
+                                   "cover); mean colour: each object's mean colour painted on the predicted mesh")
+    t.add_column("category")
+    cols = [("psnr", "PSNR"), ("l1", "L1"), ("psnr_novel", "PSNR novel"), ("psnr_overlap", "PSNR overlap"),
+            ("psnr_overlap_novel", "PSNR overlap novel")]
+    base_cols = [("psnr", "mean colour PSNR"), ("psnr_novel", "mean colour PSNR novel"),
+                 ("psnr_overlap", "mean colour PSNR overlap")]
+    for _, head in [("n", "n"), *cols, *base_cols]:
+        t.add_column(head, justify="right")
+    kind = {"l1": "loss"}
+    for name, m in sorted(record["per_category"].items()):
+        b = base["per_category"].get(name, {})
+        t.add_row(name, fmt(m.get("n"), "count"), *(fmt(m.get(k), kind.get(k, "psnr")) for k, _ in cols),
+                  *(fmt(b.get(k), "psnr") for k, _ in base_cols))
+    t.add_section()
+    t.add_row("[bold]mean", "", *(fmt(record.get(f"mean_{k}"), kind.get(k, "psnr")) for k, _ in cols),
+              *(fmt(base.get(f"mean_{k}"), "psnr") for k, _ in base_cols))
     return t
 
 

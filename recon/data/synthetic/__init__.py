@@ -21,19 +21,26 @@ Each object is normalised like ShapeNet: bounding box centred at the origin, lon
 ``1 - MARGIN``; parts thinner than ``MIN_THICKNESS`` (1.5 voxels) after normalisation are
 thickened so that every part is represented in the 32^3 grid.
 
-Voxels are exact: a cell is occupied when its centre lies inside at least one primitive,
-tested analytically as the intersection of the primitive mesh's face half-spaces (all
-primitives are convex polytopes), so the grid is exactly the centre sampling of the rendered
-geometry. Objects are deterministic per ``(seed, category, index)``; the index of split
+Ground truth (HDF5 format v2): each object's mesh (the union of its parts) and two grids.
+``voxels_exact`` is exact centre sampling: a cell is occupied when its centre lies inside at least
+one primitive, tested analytically as the intersection of the primitive mesh's face half-spaces (all
+primitives are convex polytopes). ``voxels``, the grid of the default 3D-IoU protocol ``softras``, is
+SoftRas's voxelization of the mesh united with the same centre sampling on SoftRas's grid
+(``recon.protocols.ground_truth.ground_truth_grid``): SoftRas marks every cell the surface touches,
+so its grid of a thin part is about twice as thick as the centre sampling (IoU 0.61 between the
+two on the default test objects), and only a grid made the same way lets a perfect prediction
+score 1. Under ``softras`` the thickening above is no longer needed for the grid (thin parts keep
+their cells); it stays so that the objects, their images and the ``exact`` grid are unchanged.
+Objects are deterministic per ``(seed, category, index)``; the index of split
 ``s`` object ``i`` is ``SPLIT_OFFSET[s] + i``, so changing the train size never changes the
 val/test objects.
 
 Modules: ``primitives`` (convex parts, exact occupancy), ``shapes`` (one builder per category),
-``objects`` (normalise, mesh + voxels, colour, views), ``build`` (the dataset file).
+``objects`` (normalise, mesh + grids, colour, views), ``build`` (the dataset file).
 """
 
 from recon.data.synthetic.build import SPLIT_OFFSET, build_synthetic, resolve_categories, split_sizes
-from recon.data.synthetic.objects import MARGIN, MIN_THICKNESS, make_object, make_parts, render_object
+from recon.data.synthetic.objects import MARGIN, MIN_THICKNESS, make_object, make_parts, object_record, render_object
 from recon.data.synthetic.shapes import CATEGORIES, DEFAULT_CATEGORIES
 
 __all__ = [
@@ -45,6 +52,7 @@ __all__ = [
     "make_parts",
     "make_object",
     "render_object",
+    "object_record",
     "build_synthetic",
     "resolve_categories",
     "split_sizes",

@@ -11,7 +11,7 @@ from rich.progress import Progress
 from recon.data._parallel import default_workers, pack_voxels, parallel_map, unpack_voxels
 from recon.data.categories import resolve_categories as resolve_keys
 from recon.data.schema import SPLITS, DatasetInfo, DatasetWriter, validate
-from recon.data.synthetic.objects import render_object
+from recon.data.synthetic.objects import object_record
 from recon.data.synthetic.shapes import CATEGORIES, DEFAULT_CATEGORIES
 
 __all__ = ["SPLIT_OFFSET", "split_sizes", "resolve_categories", "build_synthetic"]
@@ -53,9 +53,9 @@ def resolve_categories(categories: Sequence[str] | None) -> list[str]:
     return resolve_keys(categories, list(CATEGORIES), "synthetic")
 
 
-def _render(task: tuple[str, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    images, voxels = render_object(*task)
-    return images, pack_voxels(voxels)
+def _render(task: tuple[str, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    images, grids, verts, faces = object_record(*task)
+    return images, pack_voxels(grids["softras"]), pack_voxels(grids["exact"]), verts, faces
 
 
 def build_synthetic(
@@ -66,7 +66,8 @@ def build_synthetic(
     workers: int | None = None,
     progress: bool = True,
 ) -> DatasetInfo:
-    """Generate, render and voxelize the synthetic dataset into a format-v1 HDF5 file.
+    """Generate, render and voxelize the synthetic dataset into a format-v2 HDF5 file: images, the
+    ground-truth grids of both 3D-IoU protocols (``voxels``: softras, ``voxels_exact``) and the GT meshes.
 
     Objects are produced in parallel (``workers`` processes, default ``os.cpu_count()``;
     ``workers <= 1`` runs in this process) and written by this process in a fixed order, so
@@ -89,7 +90,7 @@ def build_synthetic(
     keys = resolve_categories(categories)
     tasks = [(key, split, SPLIT_OFFSET[split] + i) for key in keys for split in SPLITS for i in range(sizes[split])]
     bar = Progress(disable=not progress, transient=False)
-    with DatasetWriter(out_path) as writer:
+    with DatasetWriter(out_path, voxel_protocol="softras", grids=("exact",), meshes=True) as writer:
         for key in keys:
             writer.add_category(key, CATEGORIES[key], source=f"synthetic(seed={seed})",
                                 rgb_convention="Lambert shaded, premultiplied over black (background 0)")
@@ -98,8 +99,9 @@ def build_synthetic(
         jobs = [(key, index, seed) for key, _, index in tasks]
         with bar, parallel_map(_render, jobs, default_workers(workers)) as results:
             task_id = bar.add_task("synthetic", total=len(tasks))
-            for (key, split, index), (images, packed) in zip(tasks, results):
+            for (key, split, index), (images, softras, exact, verts, faces) in zip(tasks, results):
                 oid = f"{CATEGORIES[key]}-{split}-{index - SPLIT_OFFSET[split]:05d}"
-                writer.append(key, split, images, unpack_voxels(packed), oid)
+                writer.append(key, split, images, unpack_voxels(softras), oid, grids={"exact": unpack_voxels(exact)},
+                              mesh=(verts, faces))
                 bar.advance(task_id)
     return validate(out_path)

@@ -28,9 +28,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("grad_image"), py::arg("verts"), py::arg("faces"), py::arg("colors"), py::arg("not_alpha"),
         py::arg("nearest"), py::arg("image_size"), py::arg("sigma"), py::arg("cutoff_sq"));
   m.def("cpu_simd", &recon_rgba::cpu_simd, "SIMD variant of the CPU soft z-buffer kernels: 'avx2' or 'baseline'");
-#ifdef RECON_WITH_CUDA
-  m.attr("with_cuda") = true;
-#else
-  m.attr("with_cuda") = false;
-#endif
+  m.attr("with_cuda") = recon_rgba::kWithCuda;
 }

@@ -29,35 +29,50 @@ struct SoftOptions {
   double sigma, cutoff_sq, gamma, near, far, eps;
 };
 
-std::vector<at::Tensor> soft_forward_cpu(const at::Tensor& verts, const at::Tensor& faces, const at::Tensor& colors,
-                                         const SoftOptions& o, const std::vector<double>& background);
-std::vector<at::Tensor> soft_backward_cpu(const at::Tensor& grad_image, const at::Tensor& image,
-                                          const at::Tensor& verts, const at::Tensor& faces, const at::Tensor& colors,
-                                          const at::Tensor& not_alpha, const at::Tensor& zmax, const at::Tensor& den,
-                                          const SoftOptions& o);
-std::vector<at::Tensor> dibr_forward_cpu(const at::Tensor& verts, const at::Tensor& faces, const at::Tensor& colors,
-                                         int64_t image_size, double sigma, double cutoff_sq,
-                                         const std::vector<double>& background);
-std::vector<at::Tensor> dibr_backward_cpu(const at::Tensor& grad_image, const at::Tensor& verts,
-                                          const at::Tensor& faces, const at::Tensor& colors,
-                                          const at::Tensor& not_alpha, const at::Tensor& nearest, int64_t image_size,
-                                          double sigma, double cutoff_sq);
+// SoftOptions as the kernels use them, in their scalar type.
+template <typename T>
+struct SoftScalars {
+  T inv_sigma, cut, inv_gamma, near, far, eps;
+};
 
-#ifdef RECON_WITH_CUDA
-std::vector<at::Tensor> soft_forward_cuda(const at::Tensor& verts, const at::Tensor& faces, const at::Tensor& colors,
+template <typename T>
+inline SoftScalars<T> soft_scalars(const SoftOptions& o) {
+  return SoftScalars<T>{T(1.0 / o.sigma), T(o.cutoff_sq), T(1.0 / o.gamma), T(o.near), T(o.far), T(o.eps)};
+}
+
+// The kernels of one device (inputs already checked; the layouts of the header comment).
+struct Kernels {
+  std::vector<at::Tensor> (*soft_forward)(const at::Tensor& verts, const at::Tensor& faces, const at::Tensor& colors,
                                           const SoftOptions& o, const std::vector<double>& background);
-std::vector<at::Tensor> soft_backward_cuda(const at::Tensor& grad_image, const at::Tensor& image,
+  std::vector<at::Tensor> (*soft_backward)(const at::Tensor& grad_image, const at::Tensor& image,
                                            const at::Tensor& verts, const at::Tensor& faces, const at::Tensor& colors,
                                            const at::Tensor& not_alpha, const at::Tensor& zmax, const at::Tensor& den,
                                            const SoftOptions& o);
-std::vector<at::Tensor> dibr_forward_cuda(const at::Tensor& verts, const at::Tensor& faces, const at::Tensor& colors,
+  std::vector<at::Tensor> (*dibr_forward)(const at::Tensor& verts, const at::Tensor& faces, const at::Tensor& colors,
                                           int64_t image_size, double sigma, double cutoff_sq,
                                           const std::vector<double>& background);
-std::vector<at::Tensor> dibr_backward_cuda(const at::Tensor& grad_image, const at::Tensor& verts,
+  std::vector<at::Tensor> (*dibr_backward)(const at::Tensor& grad_image, const at::Tensor& verts,
                                            const at::Tensor& faces, const at::Tensor& colors,
-                                           const at::Tensor& not_alpha, const at::Tensor& nearest, int64_t image_size,
-                                           double sigma, double cutoff_sq);
+                                           const at::Tensor& not_alpha, const at::Tensor& nearest,
+                                           int64_t image_size, double sigma, double cutoff_sq);
+};
+
+const Kernels& cpu_kernels();  // rgba_cpu.cpp
+#ifdef RECON_WITH_CUDA
+constexpr bool kWithCuda = true;
+const Kernels& cuda_kernels();  // rgba_cuda.cu
+#else
+constexpr bool kWithCuda = false;
 #endif
+
+// The kernels for the device of `verts`.
+inline const Kernels& kernels_for(const at::Tensor& verts) {
+#ifdef RECON_WITH_CUDA
+  if (verts.is_cuda()) return cuda_kernels();
+#endif
+  TORCH_CHECK(!verts.is_cuda(), "rgba: not compiled with GPU support");
+  return cpu_kernels();
+}
 
 inline void check_mesh(const at::Tensor& verts, const at::Tensor& faces, const at::Tensor& colors, int64_t image_size,
                        double sigma, double cutoff_sq) {
@@ -97,16 +112,6 @@ inline void check_buffer(const at::Tensor& t, const at::Tensor& verts, at::IntAr
   TORCH_CHECK(t.device() == verts.device(), "rgba: ", name, " must be on the device of verts (", verts.device(), ")");
 }
 
-#ifdef RECON_WITH_CUDA
-#define RECON_RGBA_DISPATCH(cond, cuda_call, cpu_call) \
-  if (cond) return cuda_call;                          \
-  return cpu_call;
-#else
-#define RECON_RGBA_DISPATCH(cond, cuda_call, cpu_call)                \
-  TORCH_CHECK(!(cond), "rgba: not compiled with GPU support");        \
-  return cpu_call;
-#endif
-
 inline std::vector<at::Tensor> soft_forward(const at::Tensor& verts, const at::Tensor& faces, const at::Tensor& colors,
                                             int64_t image_size, double sigma, double cutoff_sq, double gamma,
                                             double near, double far, double eps,
@@ -116,8 +121,7 @@ inline std::vector<at::Tensor> soft_forward(const at::Tensor& verts, const at::T
   check_soft_options(o);
   TORCH_CHECK((int64_t)background.size() == colors.size(2), "rgba: background must have ", colors.size(2),
               " values, got ", background.size());
-  RECON_RGBA_DISPATCH(verts.is_cuda(), soft_forward_cuda(verts, faces, colors, o, background),
-                      soft_forward_cpu(verts, faces, colors, o, background))
+  return kernels_for(verts).soft_forward(verts, faces, colors, o, background);
 }
 
 inline std::vector<at::Tensor> soft_backward(const at::Tensor& grad_image, const at::Tensor& image,
@@ -137,9 +141,7 @@ inline std::vector<at::Tensor> soft_backward(const at::Tensor& grad_image, const
   check_buffer(not_alpha, verts, pix, "not_alpha", dt);
   check_buffer(zmax, verts, pix, "zmax", dt);
   check_buffer(den, verts, pix, "den", dt);
-  RECON_RGBA_DISPATCH(verts.is_cuda(),
-                      soft_backward_cuda(grad_image, image, verts, faces, colors, not_alpha, zmax, den, o),
-                      soft_backward_cpu(grad_image, image, verts, faces, colors, not_alpha, zmax, den, o))
+  return kernels_for(verts).soft_backward(grad_image, image, verts, faces, colors, not_alpha, zmax, den, o);
 }
 
 inline std::vector<at::Tensor> dibr_forward(const at::Tensor& verts, const at::Tensor& faces, const at::Tensor& colors,
@@ -148,9 +150,7 @@ inline std::vector<at::Tensor> dibr_forward(const at::Tensor& verts, const at::T
   check_mesh(verts, faces, colors, image_size, sigma, cutoff_sq);
   TORCH_CHECK((int64_t)background.size() == colors.size(2), "rgba: background must have ", colors.size(2),
               " values, got ", background.size());
-  RECON_RGBA_DISPATCH(verts.is_cuda(),
-                      dibr_forward_cuda(verts, faces, colors, image_size, sigma, cutoff_sq, background),
-                      dibr_forward_cpu(verts, faces, colors, image_size, sigma, cutoff_sq, background))
+  return kernels_for(verts).dibr_forward(verts, faces, colors, image_size, sigma, cutoff_sq, background);
 }
 
 inline std::vector<at::Tensor> dibr_backward(const at::Tensor& grad_image, const at::Tensor& verts,
@@ -168,11 +168,8 @@ inline std::vector<at::Tensor> dibr_backward(const at::Tensor& grad_image, const
     TORCH_CHECK(lo >= -1 && hi < faces.size(0), "rgba: nearest must be in [-1, ", faces.size(0), "), got [", lo,
                 ", ", hi, "]");
   }
-  RECON_RGBA_DISPATCH(verts.is_cuda(),
-                      dibr_backward_cuda(grad_image, verts, faces, colors, not_alpha, nearest, image_size, sigma,
-                                         cutoff_sq),
-                      dibr_backward_cpu(grad_image, verts, faces, colors, not_alpha, nearest, image_size, sigma,
-                                        cutoff_sq))
+  return kernels_for(verts).dibr_backward(grad_image, verts, faces, colors, not_alpha, nearest, image_size, sigma,
+                                          cutoff_sq);
 }
 
 }  // namespace recon_rgba

@@ -1,18 +1,15 @@
 // CPU RGBA renders (OpenMP): the soft z-buffer (vectorised, rgba_cpu_impl.h) and the DIB-R-style render.
 //
 // Same structure as the silhouette kernel (../softras/softras_cpu.cpp): each face visits only the
-// pixel centres of its window; work is split into (batch element, band of rows) items, so forward
-// items write disjoint rows and backward items write their own slice of per-(band, batch, face)
-// gradient buffers, reduced onto the vertices in a fixed order at the end: no data races, and the
-// result does not depend on the thread count. Pixels sum their faces in ascending order.
+// pixel centres of its window; work is split into (batch element, band of rows) items
+// (../softras/cpu_bands.h): no data races, and the result does not depend on the thread count.
+// Pixels sum their faces in ascending order.
 //
-// The soft z-buffer kernels (rgba_cpu_impl.h) are compiled twice like the silhouette's: 4 float
-// lanes for baseline x86-64 (SSE2) or any other CPU, and 8 lanes with AVX2 for these functions only,
-// picked at run time (RECON_SOFTRAS_SIMD=baseline forces the first).
+// The soft z-buffer kernels (rgba_cpu_impl.h) are compiled for baseline x86-64 and for AVX2, picked
+// at run time like the silhouette's (../softras/simd_variants.h).
 #include "rgba.h"
+#include "cpu_bands.h"
 #include "rgba_math.h"
-
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
@@ -27,30 +24,12 @@
 namespace recon_rgba {
 namespace {
 
-using recon_softras::eval_pair;
-using recon_softras::face_window;
-using recon_softras::load_face;
-using recon_softras::log_not_arg;
-using recon_softras::pixel_x;
-using recon_softras::pixel_y;
-using recon_softras::Window;
-
-struct Split {
-  int64_t bands;  // row bands per image
-  int threads;
-};
-
-// Small batches are split into bands of rows so that every thread gets work. The split depends on
-// the batch size only, never on the thread count.
-constexpr int64_t kMinItems = 16;
-
-Split make_split(int64_t batch, int64_t image_size) {
-  int64_t bands = batch > 0 ? (kMinItems + batch - 1) / batch : 1;
-  bands = std::max<int64_t>(1, std::min<int64_t>(bands, image_size));
-  return Split{bands, std::max(1, at::get_num_threads())};
-}
-
-inline int64_t band_begin(int64_t band, int64_t bands, int64_t s) { return band * s / bands; }
+using recon_softras::Band;
+using recon_softras::for_each_band;
+using recon_softras::is_empty;
+using recon_softras::make_split;
+using recon_softras::reduce_face_grads;
+using recon_softras::Split;
 
 // One face of one mesh, with what the colour terms need besides the silhouette's Face.
 template <typename T>
@@ -62,78 +41,26 @@ struct MeshFace {
 };
 
 template <typename T>
-MeshFace<T> load_mesh_face(const T* vb, const T* cb, const int64_t* idx, int64_t C, int S, double radius, int row_lo,
-                           int row_hi) {
+MeshFace<T> load_mesh_face(const T* vb, const T* cb, const int64_t* idx, int64_t C, int S, double radius,
+                           const Band& band) {
   MeshFace<T> m;
   m.face = load_face(vb, idx);
   m.cf = colour_face(m.face, vb, idx);
   for (int k = 0; k < 3; ++k) m.col[k] = cb + C * idx[k];
-  m.win = face_window(m.face, S, radius);
-  m.win.r0 = std::max(m.win.r0, row_lo);
-  m.win.r1 = std::min(m.win.r1, row_hi - 1);
+  m.win = recon_softras::clip_rows(face_window(m.face, S, radius), band.row_lo, band.row_hi);
   return m;
 }
 
-inline bool empty(const Window& w) {
-  return w.r0 > w.r1 || w.c0 > w.c1;
-}
-
-// Sums face_grad (bands, B, F, 3, 3) and face_cgrad (bands, B, F, 3, C) onto the vertices.
-template <typename T>
-void reduce_face_grads(const T* face_grad, const T* face_cgrad, const int64_t* faces, int64_t B, int64_t V,
-                       int64_t F, int64_t C, const Split& split, T* grad_verts, T* grad_colors) {
-#pragma omp parallel for schedule(dynamic, 4) num_threads(split.threads)
-  for (int64_t b = 0; b < B; ++b) {
-    T* gv = grad_verts + b * V * 3;
-    T* gc = grad_colors + b * V * C;
-    for (int64_t band = 0; band < split.bands; ++band) {
-      const T* fg = face_grad + (band * B + b) * F * 9;
-      const T* fc = face_cgrad + (band * B + b) * F * 3 * C;
-      for (int64_t f = 0; f < F; ++f) {
-        for (int k = 0; k < 3; ++k) {
-          const int64_t v = faces[3 * f + k];
-          for (int j = 0; j < 3; ++j) gv[3 * v + j] += fg[9 * f + 3 * k + j];
-          for (int64_t c = 0; c < C; ++c) gc[C * v + c] += fc[(3 * f + k) * C + c];
-        }
-      }
-    }
-  }
-}
-
-namespace baseline {
-constexpr int kLanes = 4;
-#include "rgba_cpu_impl.h"
-}  // namespace baseline
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define RECON_RGBA_AVX2 1
-#pragma GCC push_options
-#pragma GCC target("avx2")
-namespace avx2 {
-constexpr int kLanes = 8;
-#include "rgba_cpu_impl.h"
-}  // namespace avx2
-#pragma GCC pop_options
-#endif
-
-// AVX2 where the CPU has it (RECON_SOFTRAS_SIMD=baseline forces SSE2, as for the silhouette kernel).
-bool use_avx2() {
-#ifdef RECON_RGBA_AVX2
-  const char* force = std::getenv("RECON_SOFTRAS_SIMD");
-  if (force != nullptr && std::strcmp(force, "baseline") == 0) return false;
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2");
-#else
-  return false;
-#endif
-}
+#define RECON_CPU_IMPL "rgba_cpu_impl.h"
+#include "simd_variants.h"
 
 // Every face of one mesh, loaded once per item (the DIB-R kernels visit each face more than once).
 template <typename T>
-void load_mesh_faces(const T* vb, const T* cb, const int64_t* faces, int64_t F, int64_t C, int S, double radius,
-                     int row_lo, int row_hi, std::vector<MeshFace<T>>& out) {
-  out.resize(F);
-  for (int64_t f = 0; f < F; ++f) out[f] = load_mesh_face(vb, cb, faces + 3 * f, C, S, radius, row_lo, row_hi);
+std::vector<MeshFace<T>> load_mesh_faces(const T* vb, const T* cb, const int64_t* faces, int64_t F, int64_t C, int S,
+                                         double radius, const Band& band) {
+  std::vector<MeshFace<T>> out(F);
+  for (int64_t f = 0; f < F; ++f) out[f] = load_mesh_face(vb, cb, faces + 3 * f, C, S, radius, band);
+  return out;
 }
 
 // Two passes over the faces: the hard rasterization (edge functions only), then the soft alpha
@@ -145,23 +72,19 @@ void dibr_forward_impl(const T* verts, const int64_t* faces, const T* colors, in
   const int64_t npix = (int64_t)S * S;
   const double radius = std::sqrt(cutoff_sq);
   const T inv_sigma = T(1.0 / sigma), cut = T(cutoff_sq);
-  const int64_t items = B * split.bands;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(split.threads)
-  for (int64_t item = 0; item < items; ++item) {
-    const int64_t b = item / split.bands, band = item % split.bands;
-    const int row_lo = (int)band_begin(band, split.bands, S), row_hi = (int)band_begin(band + 1, split.bands, S);
-    const int64_t lo = (int64_t)row_lo * S, hi = (int64_t)row_hi * S;
+  for_each_band(B, S, split, [&](const Band& bd) {
+    const int64_t b = bd.b, lo = bd.lo, hi = bd.hi;
     T* na = not_alpha + b * npix;
     int64_t* nb = nearest + b * npix;
     T* img = image + b * (C + 1) * npix;
-    std::vector<MeshFace<T>> mesh;
-    load_mesh_faces(verts + b * V * 3, colors + b * V * C, faces, F, C, S, radius, row_lo, row_hi, mesh);
+    const std::vector<MeshFace<T>> mesh = load_mesh_faces(verts + b * V * 3, colors + b * V * C, faces, F, C, S,
+                                                          radius, bd);
     std::vector<T> best(hi - lo, std::numeric_limits<T>::infinity()), w_best(3 * (hi - lo));
     std::fill(na + lo, na + hi, T(1));
     std::fill(nb + lo, nb + hi, int64_t(-1));
     for (int64_t f = 0; f < F; ++f) {
       const MeshFace<T>& m = mesh[f];
-      if (empty(m.win) || !m.face.nondegenerate) continue;
+      if (is_empty(m.win) || !m.face.nondegenerate) continue;
       for (int r = m.win.r0; r <= m.win.r1; ++r) {
         const T py = pixel_y<T>(r, S);
         for (int col = m.win.c0; col <= m.win.c1; ++col) {
@@ -179,7 +102,7 @@ void dibr_forward_impl(const T* verts, const int64_t* faces, const T* colors, in
     }
     for (int64_t f = 0; f < F; ++f) {
       const MeshFace<T>& m = mesh[f];
-      if (empty(m.win)) continue;
+      if (is_empty(m.win)) continue;
       for (int r = m.win.r0; r <= m.win.r1; ++r) {
         const T py = pixel_y<T>(r, S);
         for (int col = m.win.c0; col <= m.win.c1; ++col) {
@@ -201,7 +124,7 @@ void dibr_forward_impl(const T* verts, const int64_t* faces, const T* colors, in
       for (int64_t c = 0; c < C; ++c) img[c * npix + i] = w[0] * m.col[0][c] + w[1] * m.col[1][c] + w[2] * m.col[2][c];
       img[C * npix + i] = T(1);
     }
-  }
+  });
 }
 
 template <typename T>
@@ -211,20 +134,16 @@ void dibr_backward_impl(const T* grad_image, const T* verts, const int64_t* face
   const int64_t npix = (int64_t)S * S;
   const double radius = std::sqrt(cutoff_sq);
   const T inv_sigma = T(1.0 / sigma), cut = T(cutoff_sq);
-  const int64_t items = B * split.bands;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(split.threads)
-  for (int64_t item = 0; item < items; ++item) {
-    const int64_t b = item / split.bands, band = item % split.bands;
-    const int row_lo = (int)band_begin(band, split.bands, S), row_hi = (int)band_begin(band + 1, split.bands, S);
-    const int64_t lo = (int64_t)row_lo * S, hi = (int64_t)row_hi * S;
+  for_each_band(B, S, split, [&](const Band& bd) {
+    const int64_t b = bd.b, lo = bd.lo, hi = bd.hi;
     const T* gimg = grad_image + b * (C + 1) * npix;
     const int64_t* nb = nearest + b * npix;
-    T* out = face_grad + (band * B + b) * F * 9;
-    T* outc = face_cgrad + (band * B + b) * F * 3 * C;
+    T* out = face_grad + (bd.band * B + b) * F * 9;
+    T* outc = face_cgrad + (bd.band * B + b) * F * 3 * C;
     std::fill(out, out + F * 9, T(0));
     std::fill(outc, outc + F * 3 * C, T(0));
-    std::vector<MeshFace<T>> mesh;
-    load_mesh_faces(verts + b * V * 3, colors + b * V * C, faces, F, C, S, radius, row_lo, row_hi, mesh);
+    const std::vector<MeshFace<T>> mesh = load_mesh_faces(verts + b * V * 3, colors + b * V * C, faces, F, C, S,
+                                                          radius, bd);
     // Covered pixels: rgb = sum_k w_k c_k of the nearest face.
     std::vector<T> glog(hi - lo, T(0));
     for (int64_t i = lo; i < hi; ++i) {
@@ -254,7 +173,7 @@ void dibr_backward_impl(const T* grad_image, const T* verts, const int64_t* face
     // Uncovered pixels: alpha = 1 - prod(1 - exp(-d^2 / sigma)).
     for (int64_t f = 0; f < F; ++f) {
       const MeshFace<T>& m = mesh[f];
-      if (empty(m.win)) continue;
+      if (is_empty(m.win)) continue;
       T gx[3] = {0, 0, 0}, gy[3] = {0, 0, 0};
       bool touched = false;
       for (int r = m.win.r0; r <= m.win.r1; ++r) {
@@ -276,12 +195,8 @@ void dibr_backward_impl(const T* grad_image, const T* verts, const int64_t* face
         out[f * 9 + 3 * k + 1] += gy[k];
       }
     }
-  }
+  });
 }
-
-}  // namespace
-
-std::string cpu_simd() { return use_avx2() ? "avx2" : "baseline"; }
 
 std::vector<at::Tensor> soft_forward_cpu(const at::Tensor& verts, const at::Tensor& faces, const at::Tensor& colors,
                                          const SoftOptions& o, const std::vector<double>& background) {
@@ -290,17 +205,13 @@ std::vector<at::Tensor> soft_forward_cpu(const at::Tensor& verts, const at::Tens
   at::Tensor not_alpha = at::empty({B, S, S}, verts.options());
   at::Tensor zmax = at::empty_like(not_alpha), den = at::empty_like(not_alpha);
   const Split split = make_split(B, S);
-  const bool avx2 = use_avx2();
   AT_DISPATCH_FLOATING_TYPES(verts.scalar_type(), "rgba_soft_forward_cpu", [&] {
     auto run = [&](auto impl) {
       impl(verts.data_ptr<scalar_t>(), faces.data_ptr<int64_t>(), colors.data_ptr<scalar_t>(), B, V, F, C, o,
            background, split, image.data_ptr<scalar_t>(), not_alpha.data_ptr<scalar_t>(), zmax.data_ptr<scalar_t>(),
            den.data_ptr<scalar_t>());
     };
-#ifdef RECON_RGBA_AVX2
-    if (avx2) return run(avx2::soft_forward_impl<scalar_t>);
-#endif
-    run(baseline::soft_forward_impl<scalar_t>);
+    RECON_SIMD_RUN(run, soft_forward_impl<scalar_t>);
   });
   return {image, not_alpha, zmax, den};
 }
@@ -314,7 +225,6 @@ std::vector<at::Tensor> soft_backward_cpu(const at::Tensor& grad_image, const at
   at::Tensor face_grad = at::empty({split.bands, B, F, 9}, verts.options());  // fully written
   at::Tensor face_cgrad = at::empty({split.bands, B, F, 3 * C}, verts.options());
   at::Tensor grad_verts = at::zeros_like(verts), grad_colors = at::zeros_like(colors);
-  const bool avx2 = use_avx2();
   AT_DISPATCH_FLOATING_TYPES(verts.scalar_type(), "rgba_soft_backward_cpu", [&] {
     auto run = [&](auto impl) {
       impl(grad_image.data_ptr<scalar_t>(), image.data_ptr<scalar_t>(), verts.data_ptr<scalar_t>(),
@@ -322,13 +232,9 @@ std::vector<at::Tensor> soft_backward_cpu(const at::Tensor& grad_image, const at
            zmax.data_ptr<scalar_t>(), den.data_ptr<scalar_t>(), B, V, F, C, o, split, face_grad.data_ptr<scalar_t>(),
            face_cgrad.data_ptr<scalar_t>());
     };
-#ifdef RECON_RGBA_AVX2
-    if (avx2) run(avx2::soft_backward_impl<scalar_t>);
-    else
-#endif
-      run(baseline::soft_backward_impl<scalar_t>);
-    reduce_face_grads<scalar_t>(face_grad.data_ptr<scalar_t>(), face_cgrad.data_ptr<scalar_t>(),
-                                faces.data_ptr<int64_t>(), B, V, F, C, split, grad_verts.data_ptr<scalar_t>(),
+    RECON_SIMD_RUN(run, soft_backward_impl<scalar_t>);
+    reduce_face_grads<scalar_t>(face_grad.data_ptr<scalar_t>(), 3, face_cgrad.data_ptr<scalar_t>(), C,
+                                faces.data_ptr<int64_t>(), B, V, F, split, grad_verts.data_ptr<scalar_t>(),
                                 grad_colors.data_ptr<scalar_t>());
   });
   return {grad_verts, grad_colors};
@@ -364,11 +270,20 @@ std::vector<at::Tensor> dibr_backward_cpu(const at::Tensor& grad_image, const at
                                  faces.data_ptr<int64_t>(), colors.data_ptr<scalar_t>(), not_alpha.data_ptr<scalar_t>(),
                                  nearest.data_ptr<int64_t>(), B, V, F, C, (int)image_size, sigma, cutoff_sq, split,
                                  face_grad.data_ptr<scalar_t>(), face_cgrad.data_ptr<scalar_t>());
-    reduce_face_grads<scalar_t>(face_grad.data_ptr<scalar_t>(), face_cgrad.data_ptr<scalar_t>(),
-                                faces.data_ptr<int64_t>(), B, V, F, C, split, grad_verts.data_ptr<scalar_t>(),
+    reduce_face_grads<scalar_t>(face_grad.data_ptr<scalar_t>(), 3, face_cgrad.data_ptr<scalar_t>(), C,
+                                faces.data_ptr<int64_t>(), B, V, F, split, grad_verts.data_ptr<scalar_t>(),
                                 grad_colors.data_ptr<scalar_t>());
   });
   return {grad_verts, grad_colors};
+}
+
+}  // namespace
+
+std::string cpu_simd() { return use_avx2() ? "avx2" : "baseline"; }
+
+const Kernels& cpu_kernels() {
+  static const Kernels kernels{soft_forward_cpu, soft_backward_cpu, dibr_forward_cpu, dibr_backward_cpu};
+  return kernels;
 }
 
 }  // namespace recon_rgba

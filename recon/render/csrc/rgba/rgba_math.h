@@ -19,8 +19,16 @@
 
 namespace recon_rgba {
 
+using recon_softras::eval_pair;
 using recon_softras::Face;
+using recon_softras::face_window;
+using recon_softras::load_face;
+using recon_softras::log_not_arg;
 using recon_softras::Pair;
+using recon_softras::pixel_x;
+using recon_softras::pixel_y;
+using recon_softras::sr_exp;
+using recon_softras::Window;
 
 // x below which log(1 - exp(-x)) is held constant (dibr_torch.MIN_EXPONENT).
 constexpr double kMinExponent = 1e-30;

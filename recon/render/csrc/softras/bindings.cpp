@@ -19,9 +19,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("verts"), py::arg("faces"), py::arg("image_size"), py::arg("cutoff_sq"), py::arg("tile"));
   m.attr("cuda_tile") = recon_softras::kTile;
   m.def("cpu_simd", &recon_softras::cpu_simd, "SIMD variant of the CPU kernel in use: 'avx2' or 'baseline'");
-#ifdef RECON_WITH_CUDA
-  m.attr("with_cuda") = true;
-#else
-  m.attr("with_cuda") = false;
-#endif
+  m.attr("with_cuda") = recon_softras::kWithCuda;
 }

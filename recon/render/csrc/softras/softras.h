@@ -27,11 +27,14 @@ at::Tensor backward_cpu(const at::Tensor& grad_sil, const at::Tensor& verts, con
                         const at::Tensor& log_sum, int64_t image_size, double sigma, double cutoff_sq);
 
 #ifdef RECON_WITH_CUDA
+constexpr bool kWithCuda = true;
 std::vector<at::Tensor> forward_cuda(const at::Tensor& verts, const at::Tensor& faces, int64_t image_size,
                                      double sigma, double cutoff_sq);
 at::Tensor backward_cuda(const at::Tensor& grad_sil, const at::Tensor& verts, const at::Tensor& faces,
                          const at::Tensor& log_sum, int64_t image_size, double sigma, double cutoff_sq,
                          bool deterministic, const std::vector<at::Tensor>& bins);
+#else
+constexpr bool kWithCuda = false;
 #endif
 
 inline void check_inputs(const at::Tensor& verts, const at::Tensor& faces, int64_t image_size, double sigma,

@@ -17,51 +17,15 @@
 // plain C++ and runs every kernel on CPU threads, one block at a time, so the kernels and their host
 // code are executed and checked against the torch reference on machines without a GPU.
 #include "softras.h"
+#include "cuda_common.cuh"
 #include "softras_math.h"
 #include "softras_tiles.h"
-
-#ifdef RECON_CUDA_EMULATION
-#include "cuda_emulation.h"
-#define SR_DEVICE_GUARD(tensor) (void)(tensor)
-#define SR_DYNAMIC_SHARED(name) unsigned char* name = ::cuda_emulation::dynamic_shared()
-#else
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#define SR_DEVICE_GUARD(tensor) const c10::cuda::CUDAGuard device_guard((tensor).device())
-#define SR_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
-#endif
 
 namespace recon_softras {
 namespace {
 
-// kernel<<<blocks, threads, shared_bytes, current stream>>>(args...), then the launch check.
-template <typename... Params, typename... Args>
-void launch(void (*kernel)(Params...), int64_t blocks, int threads, size_t shared_bytes, Args... args) {
-  if (blocks <= 0) return;
-#ifdef RECON_CUDA_EMULATION
-  ::cuda_emulation::run(blocks, threads, shared_bytes, [&] { kernel(args...); });
-#else
-  kernel<<<(unsigned int)blocks, threads, shared_bytes, c10::cuda::getCurrentCUDAStream()>>>(args...);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-#endif
-}
-
-constexpr int kThreads = 256;
 constexpr int kPixelsPerTile = kTile * kTile;
 constexpr int kBackwardThreads = 128;
-
-inline int64_t num_blocks(int64_t n, int threads = kThreads) { return (n + threads - 1) / threads; }
-
-template <typename T>
-__global__ void windows_kernel(const T* __restrict__ verts, const int64_t* __restrict__ faces, int64_t B, int64_t V,
-                               int64_t F, int S, double radius, int4* __restrict__ windows) {
-  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= B * F) return;
-  const int64_t b = i / F, f = i % F;
-  const Window w = face_window(load_face(verts + b * V * 3, faces + 3 * f), S, radius);
-  windows[i] = make_int4(w.c0, w.c1, w.r0, w.r1);
-}
 
 // Pixel rectangle of tile `t` (row-major tiles, `side` per row), clipped to the image.
 struct TileRect {
@@ -224,15 +188,7 @@ __global__ void reduce_faces_kernel(const T* __restrict__ face_grad, const int64
 }  // namespace
 
 at::Tensor face_windows_cuda(const at::Tensor& verts, const at::Tensor& faces, int64_t image_size, double radius) {
-  SR_DEVICE_GUARD(verts);
-  const int64_t B = verts.size(0), V = verts.size(1), F = faces.size(0);
-  at::Tensor windows = at::empty({B, F, 4}, verts.options().dtype(at::kInt));
-  AT_DISPATCH_FLOATING_TYPES(verts.scalar_type(), "softras_windows_cuda", [&] {
-    launch(windows_kernel<scalar_t>, num_blocks(B * F), kThreads, 0, verts.data_ptr<scalar_t>(),
-           faces.data_ptr<int64_t>(), B, V, F, (int)image_size, radius,
-           reinterpret_cast<int4*>(windows.data_ptr<int>()));
-  });
-  return windows;
+  return launch_face_windows(verts, faces, image_size, radius);
 }
 
 std::vector<at::Tensor> forward_cuda(const at::Tensor& verts, const at::Tensor& faces, int64_t image_size,
@@ -248,7 +204,7 @@ std::vector<at::Tensor> forward_cuda(const at::Tensor& verts, const at::Tensor& 
   AT_DISPATCH_FLOATING_TYPES(verts.scalar_type(), "softras_forward_cuda", [&] {
     launch(forward_kernel<scalar_t>, blocks, kPixelsPerTile, kPixelsPerTile * sizeof(Face<scalar_t>),
            verts.data_ptr<scalar_t>(), faces.data_ptr<int64_t>(),
-           reinterpret_cast<const int4*>(bins[0].data_ptr<int>()), bins[1].data_ptr<int64_t>(),
+           as_int4(bins[0]), bins[1].data_ptr<int64_t>(),
            bins[2].data_ptr<int32_t>(), V, F, (int)image_size, side,
            scalar_t(1.0 / sigma), scalar_t(cutoff_sq), log_sum.data_ptr<scalar_t>(), sil.data_ptr<scalar_t>());
   });
@@ -272,7 +228,7 @@ at::Tensor backward_cuda(const at::Tensor& grad_sil, const at::Tensor& verts, co
   const int64_t blocks = B * side * side, P = bins[2].numel();
   AT_DISPATCH_FLOATING_TYPES(verts.scalar_type(), "softras_backward_cuda", [&] {
     const scalar_t inv_sigma = scalar_t(1.0 / sigma), cut = scalar_t(cutoff_sq);
-    const int4* windows = reinterpret_cast<const int4*>(bins[0].data_ptr<int>());
+    const int4* windows = as_int4(bins[0]);
     if (!deterministic) {
       launch(backward_tiles_kernel<scalar_t, false>, blocks, kBackwardThreads, 0, verts.data_ptr<scalar_t>(),
              faces.data_ptr<int64_t>(), windows, bins[1].data_ptr<int64_t>(), bins[2].data_ptr<int32_t>(),

@@ -1,4 +1,4 @@
-"""Inputs and comparisons shared by tests/test_render_rgb.py and tests/test_render_dibr.py."""
+"""Inputs, comparisons and checks shared by the renderer kernel tests (tests/test_render_*.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from recon import cameras, mesh
-from recon.render import BackendUnavailable, rgba_ext
+from recon.render import BackendUnavailable, rgba_ext, softras_ext
 
-# The tolerances of tests/test_render_ext.py (kernels against the torch reference).
-FWD_TOL = {torch.float32: 1e-4, torch.float64: 1e-5}
-GRAD_RTOL = 1e-3
+# The tolerances of the silhouette kernels (kernels against the torch reference).
+FWD_TOL = softras_ext.PARITY_FWD_ATOL
+GRAD_RTOL = softras_ext.PARITY_GRAD_RTOL
 DTYPES = [torch.float32, torch.float64]
 IMPLS = [
     "cpp",
@@ -60,12 +60,13 @@ def random_triangles(batch: int, num_faces: int, seed: int, dtype=torch.float64,
     return verts, torch.arange(num_faces * 3).reshape(num_faces, 3), colors
 
 
-def odd_faces(dtype, device="cpu"):
+def odd_faces(dtype, device="cpu", near: float = 1.5):
     """Random triangles plus a zero-area face, a repeated-vertex face and one behind the camera:
-    verts (2, 12, 3), faces (6, 3) (rows 3: collinear, 4: repeated vertex, 5: behind), colors."""
+    verts (2, 12, 3) at depths ``near + [0, 1)``, faces (6, 3) (rows 3: collinear, 4: repeated vertex,
+    5: behind), colors (2, 12, 3)."""
     g = torch.Generator().manual_seed(7)
     xy = torch.rand(2, 12, 2, generator=g, dtype=dtype) * 1.6 - 0.8
-    z = 1.5 + torch.rand(2, 12, 1, generator=g, dtype=dtype)
+    z = near + torch.rand(2, 12, 1, generator=g, dtype=dtype)
     verts = torch.cat([xy, z], dim=-1)
     verts[:, 9, :2] = 0.5 * (verts[:, 10, :2] + verts[:, 11, :2])  # 9, 10, 11 collinear
     verts[:, 8, 2] = -0.5                                            # 8 behind the camera
@@ -89,6 +90,31 @@ def compare(render_a, render_b, verts, faces, colors, seed: int = 0):
     ga_v, ga_c = torch.autograd.grad((out * w).sum(), (va, ca))
     gb_v, gb_c = torch.autograd.grad((ref * w).sum(), (vb, cb))
     return float((out - ref).detach().abs().max()), rel(ga_v, gb_v), rel(ga_c, gb_c), (ga_v, ga_c)
+
+
+def outputs_for_thread_counts(fn, *inputs: torch.Tensor, threads: tuple[int, ...] = (1, 2)) -> list[tuple]:
+    """``fn(*inputs)`` and the gradients of its square sum w.r.t. every input, once per thread count."""
+    runs = []
+    old = torch.get_num_threads()
+    try:
+        for n in threads:
+            torch.set_num_threads(n)
+            xs = [x.detach().clone().requires_grad_(True) for x in inputs]
+            out = fn(*xs)
+            runs.append((out.detach(), *torch.autograd.grad(out.square().sum(), xs)))
+    finally:
+        torch.set_num_threads(old)
+    return runs
+
+
+def gradcheck_render(render, verts: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, impl: str) -> bool:
+    """``torch.autograd.gradcheck`` of ``render(verts, faces, colors)`` w.r.t. vertices and colours (float64)
+    on the device of ``impl``."""
+    dev = device_of(impl)
+    f = faces.to(dev)
+    return torch.autograd.gradcheck(lambda v, c: render(v, f, c),
+                                    (verts.to(dev).requires_grad_(True), colors.to(dev).requires_grad_(True)),
+                                    eps=1e-6, atol=1e-5)
 
 
 def compile_cuda_source(source: Path, include_dirs: list[Path], tmp_path: Path) -> subprocess.CompletedProcess:
