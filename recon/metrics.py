@@ -1,5 +1,8 @@
 """Evaluation metrics: mesh -> occupancy grid, 3D IoU, Chamfer distance and F-score.
 
+(~470 lines: the scores of one prediction against its ground truth; they share the grid
+convention and the point sampling below, and ``mesh_metrics`` combines them.)
+
 Grids follow ``recon.data.schema``: ``voxels[..., i, j, k]`` is the cell centred at world
 ``(lo + (i + 0.5) h, lo + (j + 0.5) h, lo + (k + 0.5) h) = (x, y, z)`` with ``h = (hi - lo) / R``.
 

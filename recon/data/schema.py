@@ -1,5 +1,8 @@
 """HDF5 dataset format, version 2 (reads 1 and 2): an atomic writer and the validator every reader uses.
 
+(One module of ~490 lines on purpose: the writer and the validator are the two halves of one
+format definition, and every field added to one must be added to the other.)
+
 Layout::
 
     file attrs: format="recon-hdf5", version=2, image_size, num_views,

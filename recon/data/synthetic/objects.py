@@ -67,13 +67,17 @@ def make_object(category_key: str, index: int, seed: int = 0) -> tuple[np.ndarra
         centre sampling of the union).
     """
     meshes = make_parts(category_key, index, seed)
+    return (*_merge_parts(meshes), convex_occupancy(meshes))
+
+
+def _merge_parts(meshes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One mesh from parts: verts (V, 3) float32, faces (F, 3) int64 re-indexed."""
     verts, faces, base = [], [], 0
     for v, f in meshes:
         verts.append(v)
         faces.append(f + base)
         base += len(v)
-    return (np.concatenate(verts).astype(np.float32), np.concatenate(faces).astype(np.int64),
-            convex_occupancy(meshes))
+    return np.concatenate(verts).astype(np.float32), np.concatenate(faces).astype(np.int64)
 
 
 def _object_color(category_key: str, index: int, seed: int) -> tuple[float, float, float]:
@@ -90,7 +94,6 @@ def render_object(category_key: str, index: int, seed: int = 0) -> tuple[np.ndar
     return images, voxels
 
 
-
 def object_record(category_key: str, index: int, seed: int = 0
                   ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Everything a format-v2 file stores of one object.
@@ -102,12 +105,7 @@ def object_record(category_key: str, index: int, seed: int = 0
         ``exact`` grid is the v1 grid, ``make_object``'s voxels); verts (V, 3) float32, faces (F, 3) int64.
     """
     meshes = make_parts(category_key, index, seed)
-    verts, faces, base = [], [], 0
-    for v, f in meshes:
-        verts.append(v)
-        faces.append(f + base)
-        base += len(v)
-    verts_a, faces_a = np.concatenate(verts).astype(np.float32), np.concatenate(faces).astype(np.int64)
+    verts_a, faces_a = _merge_parts(meshes)
     grids = {}
     for protocol in PROTOCOLS:
         solid = convex_occupancy(meshes, VOXEL_RES, *grid_bounds(protocol, VOXEL_RES))
