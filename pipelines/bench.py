@@ -104,7 +104,8 @@ def _training_steps(args: argparse.Namespace, device: str, data: str) -> dict[st
                                                   r.total_ms, r.cpu_ms)),
                            *((f"{r.busy_total_ms:.1f}",) if busy else ())) for r in steps]))
     if ratios:
-        console.print(_table("bf16 speedup of the whole step", ("ratio", "x"), [(k, f"{v:.2f}") for k, v in ratios.items()]))
+        console.print(_table("bf16 speedup of the whole step", ("ratio", "x"),
+                             [(k, f"{v:.2f}") for k, v in ratios.items()]))
     return {"train_step": [vars(r) for r in steps], "train_step_ratios": ratios,
             "auto_precision": {str(b): vars(c) for b, c in auto.items()}}
 
@@ -112,7 +113,8 @@ def _training_steps(args: argparse.Namespace, device: str, data: str) -> dict[st
 def main(argv: list[str] | None = None) -> dict:
     p = OneLineParser(prog="python -m pipelines.bench", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="one round per setting, renderer batches 1/16 only (a smoke run)")
+    p.add_argument("--quick", action="store_true",
+                   help="one round per setting, renderer batches 1/16 only (a smoke run)")
     p.add_argument("--device", default="cpu", help="cpu | cuda (default: %(default)s)")
     p.add_argument("--json", default=None, help="write records + ratios here")
     p.add_argument("--impls", default=None, help="comma list to restrict implementations (torch,cpp,cuda)")
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
                                  [(r["encoder"], str(r["batch"]), r["precision"], r["layout"], f"{r['ms']:.1f}",
                                    f"{r['cpu_ms']:.1f}") for r in out["layouts"]]))
         out["load_average"] = [load, os.getloadavg()]  # (1, 5, 15 min) before the training steps and at the end
-        console.print(f"load average before the training steps {load[0]:.1f}, at the end {out['load_average'][1][0]:.1f} "
+        console.print(f"load average before the training steps {load[0]:.1f}, at the end "
+                      f"{out['load_average'][1][0]:.1f} "
                       f"({os.cpu_count()} cores): other processes slow every measurement alike")
         if args.json:
             write_json(out, args.json)

@@ -27,7 +27,7 @@ from recon.render import RasterSettings, get_renderer
 from recon.render.softras import IMPLS, available_impls, make_renderer
 from recon.render.softras_dense import soft_silhouette_dense
 from recon.runtime import tune_allocator
-from recon.training import SilhouetteObjective, StepSampler, make_optimizer, schedule
+from recon.training import SilhouetteObjective, StepSampler, gradients_finite, make_optimizer, schedule
 
 __all__ = ["BenchRecord", "deformed_template", "time_fn", "bench_renderers", "bench_train_step",
            "bench_voxelize", "bench_protocols", "renderer_ratios", "StepRig", "StepRecord", "BusyProcess",
@@ -171,7 +171,8 @@ class StepRig:
 
     def step(self) -> dict[str, float]:
         """One step; milliseconds of ``data`` (waiting for the loader), ``network``, ``render``,
-        ``loss``, ``optimizer``, their ``total`` and the process CPU time ``cpu``."""
+        ``loss``, ``optimizer`` (the gradients' finiteness check and Adam), their ``total`` and the
+        process CPU time ``cpu``."""
         cpu, t0 = time.process_time(), self._clock()
         if self.batches is not None:
             pairs = {k: v.to(self.device, non_blocking=True) for k, v in next(self.batches).items()}
@@ -191,7 +192,8 @@ class StepRig:
         self.optimizer.zero_grad(set_to_none=True)
         verts.backward(v_in.grad)
         t6 = self._clock()
-        self.optimizer.step()
+        if bool(gradients_finite(self.model.parameters())):  # as Trainer.train_step checks before Adam
+            self.optimizer.step()
         t7 = self._clock()
         ms = {"data": t1 - t0, "network": (t2 - t1) + (t6 - t5), "render": (t3 - t2) + (t5 - t4), "loss": t4 - t3,
               "optimizer": t7 - t6, "total": t7 - t0, "cpu": time.process_time() - cpu}

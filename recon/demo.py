@@ -3,7 +3,7 @@ evaluate.
 
 The training runs for a wall-clock budget (``--budget-minutes``), not a fixed step count that
 would overrun on a slower machine: ``calibrate`` fixes the thread count and the precision, times a
-few training steps and one validation of the demo's own setting on a throwaway model, and sets the
+few of the demo's own training steps and one validation on a throwaway run, and sets the
 number of steps (and with it the lr/sigma decay point, ``decay_at`` x steps) up front. The run's
 config.json records steps, precision and threads: ``--iterations N --precision P --threads T``
 reproduces the run exactly (``--iterations N`` skips the calibration).
@@ -14,7 +14,9 @@ holds a run (finished: reused; unfinished: resumed), with the settings its confi
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,30 +24,28 @@ from typing import Any, Callable
 
 import torch
 
-from recon.config import DemoConfig, EvalConfig, TrainConfig, parse_views
+from recon.config import DemoConfig, EvalConfig, TrainConfig
 from recon.data.schema import DatasetFormatError, validate
 from recon.data.synthetic import build_synthetic, split_sizes
 from recon.distributed import resolve_device
-from recon.evaluate import evaluate, evaluate_run
-from recon.models import Reconstructor
-from recon.models.precision import choose_training_precision
+from recon.evaluate import evaluate_run
 from recon.runs import step_checkpoints
-from recon.runtime import choose_threads, tune_allocator
-from recon.training import TrainHooks, train
+from recon.training import Trainer, TrainHooks, train
 
 __all__ = ["DEMO_BATCH", "VALIDATIONS", "Calibration", "demo_train_config", "calibrate", "run_demo"]
 
 DEMO_BATCH = {"cpu": 16, "cuda": 64}  # batch size per device type (--batch-size 0)
 VALIDATIONS = 4  # validations (and checkpoints) per demo run
 STEP_MULTIPLE = 40  # calibrated step counts are rounded down to a multiple of this (>= 1 x it)
-_WARMUP_STEPS, _TIMED_STEPS = 2, 8
+_WARMUP_STEPS, _TIMED_STEPS = 2, 10
 _MARGIN = 0.03  # of the budget, for checkpoint writes and step-time jitter
 
 
 @dataclass
 class Calibration:
     """How the demo's step count was fixed: measured seconds per training step and per validation,
-    the calibration's own seconds, the budget, and the resulting settings."""
+    the calibration's own seconds, the budget, and the resulting settings (``reason``: how the
+    precision and the threads were chosen)."""
 
     step_s: float
     val_s: float
@@ -69,39 +69,32 @@ def demo_train_config(cfg: DemoConfig, device_type: str, iterations: int, precis
 
 
 def calibrate(cfg: DemoConfig, device: torch.device, budget_s: float) -> Calibration:
-    """Fix threads and precision (as training would), then time ``_TIMED_STEPS`` training steps
-    (data loading included) and one periodic validation of the demo's setting on a throwaway
-    model, and fit the steps into what is left of ``budget_s`` after the calibration itself, the
-    ``VALIDATIONS`` validations and a small margin (a multiple of ``STEP_MULTIPLE``, at least one)."""
-    from recon.benchmark import StepRig  # the timed training step, data included
-
+    """Build the demo's training (a ``Trainer`` on a temporary run directory: it fixes threads and
+    precision as the real run would), time ``_TIMED_STEPS`` of its training steps (loading the
+    batch, the step, the finiteness check, Adam) after ``_WARMUP_STEPS`` and one of its periodic
+    validations, and fit the steps into what is left of ``budget_s`` after the calibration itself,
+    ``VALIDATIONS`` validations and a small margin (a multiple of ``STEP_MULTIPLE``, at least one).
+    Nothing is written outside the temporary directory."""
     t0 = time.time()
-    tc = demo_train_config(cfg, device.type, iterations=STEP_MULTIPLE)
-    if device.type == "cpu":
-        tune_allocator()
-        threads, why = choose_threads(cfg.threads)
-    else:
-        threads, why = cfg.threads or torch.get_num_threads(), "torch default"
-    torch.set_num_threads(threads)
-    info = validate(cfg.data, require_splits=("train", "val"))
-    torch.manual_seed(cfg.seed)
-    model = Reconstructor(cfg.encoder, image_size=info.image_size).to(device)
-    choice = choose_training_precision(cfg.precision, model, 2 * tc.batch_size, info.image_size, device)
-    del model
-    rig = StepRig(tc, choice.precision, device, cfg.data)
-    for _ in range(_WARMUP_STEPS):
-        rig.step()
-    step_s = sum(rig.step()["total"] for _ in range(_TIMED_STEPS)) / _TIMED_STEPS / 1e3
-    t = time.time()
-    evaluate(rig.model, rig.renderer, cfg.data, "val", views=parse_views(tc.val_views, info.num_views),
-             max_per_category=tc.val_objects or None, device=device, full_metrics=False)
-    val_s = time.time() - t
-    del rig
+    with tempfile.TemporaryDirectory(prefix="recon-calibrate-") as tmp:
+        tc = dataclasses.replace(demo_train_config(cfg, device.type, iterations=1 << 30), out=tmp, resume=False,
+                                 tensorboard=False)
+        with Trainer(tc) as trainer:
+            batches = iter(trainer.batches())
+            for _ in range(_WARMUP_STEPS):
+                trainer.train_step(next(batches))
+            t = time.perf_counter()
+            for _ in range(_TIMED_STEPS):
+                trainer.train_step(next(batches))
+            step_s = (time.perf_counter() - t) / _TIMED_STEPS
+            t = time.perf_counter()
+            trainer.validate()
+            val_s = time.perf_counter() - t
+            precision, threads, note = trainer.cfg.precision, trainer.cfg.threads, trainer.runtime_note
     seconds = time.time() - t0
     left = budget_s * (1 - _MARGIN) - seconds - VALIDATIONS * val_s
     iterations = max(int(left / step_s) // STEP_MULTIPLE * STEP_MULTIPLE, STEP_MULTIPLE)
-    return Calibration(step_s, val_s, seconds, budget_s, iterations, choice.precision, threads,
-                       f"precision {choice.reason}; threads {why}")
+    return Calibration(step_s, val_s, seconds, budget_s, iterations, precision, threads, note)
 
 
 def _saved_run(out: str) -> dict[str, Any] | None:
@@ -151,8 +144,9 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
         say(f"[2/3] calibrating the training to a {cfg.budget_minutes:g}-minute budget")
         calibration = calibrate(cfg, device, cfg.budget_minutes * 60)
         tc = demo_train_config(cfg, device.type, calibration.iterations, calibration.precision, calibration.threads)
+        decay_step = int(tc.decay_at * tc.iterations)
         say(f"      {1e3 * calibration.step_s:.0f} ms/step, {calibration.val_s:.1f} s/validation "
-            f"({calibration.reason}) -> {tc.iterations} steps, lr/sigma decay at step {int(tc.decay_at * tc.iterations)}")
+            f"({calibration.reason}) -> {tc.iterations} steps, lr/sigma decay at step {decay_step}")
     say(f"[2/3] training {tc.encoder} for {tc.iterations} steps x batch {tc.batch_size} on {device}")
     train(tc, train_hooks)
     saved = _saved_run(cfg.out) or {}

@@ -14,7 +14,8 @@
   reproducible for a fixed thread count, not across counts); ``--threads N`` overrides it.
 * **Allocator.** glibc returns large blocks (the weight, gradient and bf16 copies of a
   26M-parameter model) to the kernel on every free, so every training step page-faults them
-  back in: 15-35 % of the network's CPU time (fp32 220 -> 183 ms, bf16 165 -> 106 ms at batch 16). ``tune_allocator()`` raises glibc's mmap and trim thresholds
+  back in: 15-35 % of the network's CPU time (fp32 220 -> 183 ms, bf16 165 -> 106 ms at batch 16).
+  ``tune_allocator()`` raises glibc's mmap and trim thresholds
   so that freed blocks are reused instead (``mallopt``; no effect on other C libraries).
 """
 

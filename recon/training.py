@@ -30,7 +30,7 @@ import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -52,8 +52,8 @@ from recon.runs import (CKPT_DIR, MetricsLog, RunLock, check_resumable, clean_ru
 from recon.runtime import choose_threads, tune_allocator
 from recon.signals import Interrupted, graceful_stop, ignore_stop_signals, signal_name
 
-__all__ = ["TrainingError", "schedule", "SilhouetteObjective", "make_optimizer", "align_optimizer_state",
-           "step_items", "StepSampler", "TrainHooks", "Trainer", "train"]
+__all__ = ["TrainingError", "schedule", "SilhouetteObjective", "make_optimizer", "gradients_finite",
+           "align_optimizer_state", "step_items", "StepSampler", "TrainHooks", "Trainer", "train"]
 
 
 class TrainingError(RuntimeError):
@@ -115,6 +115,21 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+def gradients_finite(parameters: Iterable[torch.Tensor]) -> torch.Tensor:
+    """() bool tensor: every gradient of ``parameters`` is finite and its squared norm does not
+    overflow (such a gradient would turn Adam's second moment into inf). One fused pass
+    (``torch._foreach_norm``): an ``isfinite`` per tensor took 40 ms of a 150 ms CPU step for the
+    26M-parameter baseline model."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.tensor(True)
+    try:
+        norms = torch._foreach_norm(grads)
+    except (AttributeError, RuntimeError, NotImplementedError):  # no fused kernel: one norm per tensor
+        norms = [torch.linalg.vector_norm(g) for g in grads]
+    return torch.stack([n.float() for n in norms]).isfinite().all()
 
 
 def align_optimizer_state(optimizer: torch.optim.Optimizer) -> int:
@@ -210,6 +225,7 @@ class Trainer:
         self.resumed_from: Path | None = None
         self._resumed_state: dict[str, Any] | None = None
         self.precision: PrecisionChoice | None = None
+        self.runtime_note = ""  # how precision and threads were chosen (set before the first step)
         self.lock = self._lock()  # before reading or writing anything in the run directory
         self.logger: MetricsLog | None = None
         try:
@@ -318,7 +334,8 @@ class Trainer:
         align_optimizer_state(self.optimizer)  # the layout set_precision chose, also for resumed moments
         self.precision = choice
         self.cfg = dataclasses.replace(cfg, threads=threads, precision=choice.precision)
-        self._say(f"precision {choice.precision} ({choice.reason}); {threads} CPU thread(s) ({why})")
+        self.runtime_note = f"precision {choice.precision} ({choice.reason}); {threads} CPU thread(s) ({why})"
+        self._say(self.runtime_note)
 
     def save(self) -> None:
         """Checkpoint the current step (rank 0 writes; every rank waits for it)."""
@@ -349,10 +366,7 @@ class Trainer:
         out = self.objective(self.net, self.renderer, self.faces, batch)
         self.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
-        finite = torch.isfinite(out["loss"])
-        for p in self.model.parameters():
-            if p.grad is not None:
-                finite = finite & torch.isfinite(p.grad).all()
+        finite = torch.isfinite(out["loss"]) & gradients_finite(self.model.parameters())
         if not all_ranks(bool(finite), self.device):  # every rank must agree to skip, or parameters diverge
             self.optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["PRECISIONS", "COMPUTE_PRECISIONS", "PRECISION_HELP", "check_precision", "native_bf16", "autocast", "PrecisionChoice",
-           "time_precisions", "choose_training_precision", "inference_precision"]
+__all__ = ["PRECISIONS", "COMPUTE_PRECISIONS", "PRECISION_HELP", "check_precision", "native_bf16", "autocast",
+           "PrecisionChoice", "time_precisions", "choose_training_precision", "inference_precision"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPUTE_PRECISIONS = ("fp32", "bf16")  # what ``auto`` resolves to
