@@ -1,5 +1,8 @@
 """Renderer and training-step benchmarks: every available implementation measured side by side
 in one process, so ratios are meaningful on a shared, noisy machine. Nothing here asserts on time.
+
+(~450 lines in one module on purpose: every measurement shares the timing helpers and the
+deformed-template inputs, and ``pipelines.bench`` runs them all in one process.)
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ Crash safety (files: ``recon.runs``): the run directory is locked while training
 uninterrupted run bit for bit on CPU (same seed, data, thread count, precision and world size;
 ``--threads 0`` and ``--precision auto`` take the checkpoint's). SIGINT and
 SIGTERM (``recon.signals``) finish the current step, checkpoint it and raise ``Interrupted``.
+
+(~490 lines: the loop and everything that must happen between two steps of it (resume, precision
+and thread choice, checkpoints, validation, stop signals, DDP agreement) are read together here;
+the run directory's files live in ``recon.runs``, collectives in ``recon.distributed``.)
 """
 
 from __future__ import annotations
