@@ -8,15 +8,25 @@ location, the flags, the compiler and the Python and torch versions, so checkout
 never share (or overwrite) a build. A missing compiler, ninja, nvcc or CUDA, or a failed build,
 raises :class:`~recon.render.base.BackendUnavailable` (``"<label> unavailable: <reason>"``, with the
 compiler's error tail), also remembered for the process.
+
+Builds survive killed builders. ``torch.utils.cpp_extension`` serialises builds of one folder with
+a ``lock`` file that only the builder removes, so a builder killed mid-build (SIGKILL, a pool
+terminating its workers, a test timeout) leaves it behind and every later load waits on it
+forever. We hold an OS file lock (``flock``, released by the kernel when its holder dies) on
+``<build dir>/build.flock`` around each build: whoever holds it knows no live process of ours is
+building there, so a ``lock`` file it finds is stale; it then empties the folder (half-written
+objects included) and builds from scratch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -105,22 +115,49 @@ def missing_toolchain(cuda: bool) -> str | None:
     return None
 
 
+TORCH_LOCK = "lock"  # the FileBaton file torch.utils.cpp_extension keeps in a folder while building it
+FLOCK = "build.flock"  # our OS-level lock beside it (see the module doc)
+
+
+@contextlib.contextmanager
+def exclusive_build(folder: Path) -> Iterator[None]:
+    """Hold the OS lock of build folder ``folder`` (waits while another live process builds there).
+    Inside, a leftover torch ``lock`` file is stale: the folder is emptied for a clean build."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no flock; torch's own lock file only
+        yield
+        return
+    with open(folder / FLOCK, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released by close below, or by the kernel if we die
+        try:
+            if (folder / TORCH_LOCK).exists():
+                for entry in folder.iterdir():
+                    if entry.name != FLOCK:
+                        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _build(spec: JitSpec, verbose: bool) -> ModuleType:
     # imported on the first build, not at the top: it pulls in setuptools, and a missing setuptools
     # must become BackendUnavailable (below), not an import error of the renderer
     from torch.utils import cpp_extension
 
-    return cpp_extension.load(
-        name=spec.name,
-        sources=[str(s) for s in spec.sources],
-        extra_cflags=list(spec.cflags),
-        extra_cuda_cflags=list(spec.cuda_flags),
-        extra_ldflags=list(spec.ldflags),
-        extra_include_paths=[str(d) for d in spec.include_dirs],
-        build_directory=str(build_dir(spec.name, build_key(spec))),
-        with_cuda=spec.cuda,
-        verbose=verbose,
-    )
+    folder = build_dir(spec.name, build_key(spec))
+    with exclusive_build(folder):
+        return cpp_extension.load(
+            name=spec.name,
+            sources=[str(s) for s in spec.sources],
+            extra_cflags=list(spec.cflags),
+            extra_cuda_cflags=list(spec.cuda_flags),
+            extra_ldflags=list(spec.ldflags),
+            extra_include_paths=[str(d) for d in spec.include_dirs],
+            build_directory=str(folder),
+            with_cuda=spec.cuda,
+            verbose=verbose,
+        )
 
 
 def load(spec: JitSpec, verbose: bool = False) -> ModuleType:
