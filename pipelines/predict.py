@@ -10,8 +10,12 @@ from a plain background. Each image is framed like the training images (--framin
   as-is  the whole image is the camera frame (padded to a square, resized to 64x64)
   fill   the object is centred and spans --fill of the frame (default: the training median)
 Each image gives OUT/NAME.obj and OUT/NAME_turntable.png (original, model input, 8 views of the
-mesh). A file that cannot be used prints ``error: <file>: <reason>`` and the others are still
-processed; the exit status is 2 if any file failed, 0 otherwise. See recon.data.image_io.
+mesh). A checkpoint trained with --colour also gives OUT/NAME.ply and OUT/NAME.glb, the mesh with
+its predicted vertex colours, and draws the turntable in those colours; its 'sample' colour head
+projects the vertices into the image from one of the 24 training views (--view; default: the view
+whose render of the predicted mesh best matches the image's mask). A file that cannot be used
+prints ``error: <file>: <reason>`` and the others are still processed; the exit status is 2 if any
+file failed, 0 otherwise. See recon.data.image_io.
 """
 
 from __future__ import annotations
@@ -35,7 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how images are framed for the model (default: auto, or fill when --fill is given)")
     p.add_argument("--fill", type=float, default=None,
                    help="with --framing fill: fraction of the frame the object's longer side spans")
+    p.add_argument("--view", type=_view, default=None, metavar="auto|0-23",
+                   help="the training view (camera) the image was taken from, for a checkpoint with the 'sample' "
+                        "colour head; auto: the view whose silhouette of the predicted mesh best matches the image "
+                        "(default: auto; other checkpoints need no view)")
     return p
+
+
+def _view(text: str) -> int | None:
+    """``auto`` -> None, else an int (range checked by ``recon.predict.check_view``)."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a view index 0-23, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,23 +62,32 @@ def main(argv: list[str] | None = None) -> int:
         # imported after parsing so that --help and flag errors answer at once (recon imports torch)
         from recon.data.image_io import Framing, ImageError
         from recon.io import check_output_dir
-        from recon.predict import Predictor
+        from recon.predict import Predictor, check_view
 
         framing = Framing.from_flags(args.framing, args.fill)
+        check_view(args.view)
         check_output_dir(args.out, "--out")
         predictor = Predictor.load(args.checkpoint, args.device, args.precision)
     console.print(f"[bold]recon predict[/] {len(args.images)} image(s) with {predictor.description} -> {args.out}",
                   highlight=False, soft_wrap=True)
     failed = 0
     with user_errors():  # an output that cannot be written ends the run with one line
-        for path, out in predictor.predict_files(args.images, args.out, framing):
+        if args.view is not None and not predictor.needs_view:
+            console.print(f"note: --view {args.view} is not used: this checkpoint's meshes need no input camera",
+                          highlight=False, soft_wrap=True)
+        for path, out in predictor.predict_files(args.images, args.out, framing, args.view):
             if isinstance(out, ImageError):
                 failed += 1
                 print_error(f"{path}: {out}")
                 continue
             mask = "alpha channel" if out.used_alpha else "segmented"
-            console.print(f"{path} ({mask}, {out.framing}, object fills {out.fill:.0%}) -> {out.obj}, "
-                          f"{out.turntable}", highlight=False, soft_wrap=True)
+            view = ""
+            if out.view is not None:
+                how = "given" if out.view_iou is None else f"best silhouette match, IoU {out.view_iou:.2f}"
+                view = f", input view {out.view} ({how})"
+            files = ", ".join(str(f) for f in (out.obj, out.ply, out.glb, out.turntable) if f is not None)
+            console.print(f"{path} ({mask}, {out.framing}, object fills {out.fill:.0%}{view}) -> {files}",
+                          highlight=False, soft_wrap=True)
     if failed:
         raise SystemExit(2)
     return 0

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from recon.checkpoint import CheckpointError, load_checkpoint
+from recon.colour import COLOUR_METRICS
 from recon.config import CompareConfig, EvalConfig, TrainConfig
 from recon.distributed import resolve_device
 from recon.evaluate import evaluate_run
@@ -53,9 +54,10 @@ __all__ = ["SOFTRAS_CLASSES", "REPORT6_CLASSES", "PRESETS", "preset_defaults", "
 
 # Experiment-defining settings: a run reused or resumed by a comparison must agree on these.
 _SAME = ("encoder", "backend", "seed", "batch_size", "lr", "lambda_lap", "lambda_flat", "sigma", "eps", "decay_at",
-         "decay", "colour", "colour_head", "lambda_colour")
+         "decay", "lr_schedule", "colour", "colour_head", "lambda_colour")
 # Values of settings added after runs were first written, as those runs used them (absent from their config.json).
-_BEFORE_FIELD = {"eps": 1e-4, "colour": False, "colour_head": "latent", "lambda_colour": 1.0}
+_BEFORE_FIELD = {"eps": 1e-4, "colour": False, "colour_head": "latent", "lambda_colour": 1.0, "lr_schedule": "step",
+                 "precision": "fp32"}
 
 # SoftRas examples/recon/train.py CLASS_IDS_ALL: the 13 ShapeNet classes of the SoftRas/NMR data.
 SOFTRAS_CLASSES = ("02691156", "02828884", "02933112", "02958343", "03001627", "03211117", "03636649", "03691459",
@@ -120,6 +122,9 @@ def plan_run(cfg: CompareConfig, encoder: str) -> RunPlan:
     saved = _read_json(saved_path) if saved_path.is_file() else {}
     diff = [f"{k}={saved.get(k, _BEFORE_FIELD.get(k))!r} (asked {getattr(want, k)!r})" for k in _SAME
             if saved.get(k, _BEFORE_FIELD.get(k)) != getattr(want, k)]
+    saved_precision = saved.get("precision", _BEFORE_FIELD["precision"])
+    if saved and want.precision != "auto" and saved_precision != want.precision:  # auto: resuming keeps the run's
+        diff.append(f"precision={saved_precision!r} (asked {want.precision!r})")
     if saved and not _same_data(str(saved.get("data")), want.data):
         diff.insert(0, f"data={saved.get('data')!r} (asked {want.data!r})")
     if diff:
@@ -238,6 +243,8 @@ def run_comparison(cfg: CompareConfig, train_hooks: Callable[[RunPlan], TrainHoo
         steps = int(load_checkpoint(last)["step"]) if last.exists() else int(rec["step"])
         entries[plan.encoder] = {
             **{k: rec[k] for k in ("mean_loss", "mean_iou", "mean_chamfer", "mean_fscore", "per_category")},
+            # a coloured run (--colour): its colour scores and mean-colour baseline row (recon.colour)
+            **{k: rec[k] for k in (*(f"mean_{m}" for m in COLOUR_METRICS), "colour_baselines") if k in rec},
             "parameters": rec["parameters"],
             "train_time_s": train_seconds(read_metrics(plan.run_dir)),
             "steps": steps,

@@ -26,6 +26,7 @@ from recon.render import BACKENDS, RGBA_BACKENDS
 __all__ = ["TrainConfig", "EvalConfig", "CompareConfig", "DemoConfig", "VIEWS_HELP", "parse_views", "add_dataclass_args", "config_from_args",
            "save_config"]
 
+LR_SCHEDULES = ("step", "cosine")  # recon.training.schedule
 VIEWS_HELP = ("all | N (N evenly spaced views, e.g. 4 -> 0,6,12,18) | comma list of view indices "
               "(e.g. 0,6; a single index needs a trailing comma: 5,)")
 
@@ -105,6 +106,9 @@ class TrainConfig:
     decay_at: float = field(default=0.6, metadata={"help": "fraction of the run after which lr and sigma are x decay "
                                                             "(SoftRas: 150k of 250k)"})
     decay: float = field(default=0.3, metadata={"help": "lr and sigma multiplier after decay_at"})
+    lr_schedule: str = field(default="step", metadata={
+        "help": "step: lr x decay after decay_at (SoftRas) | cosine: lr falls along a half cosine from --lr to 0 "
+                "over the run; sigma steps at decay_at either way", "choices": LR_SCHEDULES})
     seed: int = field(default=0, metadata={"help": "seed for weights and data sampling"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     precision: str = field(default="auto", metadata={"help": PRECISION_HELP + "; config.json records the result",
@@ -160,6 +164,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{_flag(name)} must be a finite number >= 0, got {v}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not 0 <= self.decay_at <= 1 or not 0 < self.decay <= 1:
             raise ValueError(f"--decay-at must be in [0, 1] and --decay in (0, 1], got {self.decay_at}, {self.decay}")
         if self.workers < 0 or self.threads < 0 or self.val_objects < 0:
@@ -314,7 +320,10 @@ class DemoConfig:
                                                          "with the run's --precision and --threads it reproduces it"})
     batch_size: int = field(default=0, metadata={"help": "batch size (0 = 16 on CPU, 64 on CUDA)"})
     lr: float = field(default=5e-4, metadata={"help": "Adam learning rate for the short demo run"})
-    decay_at: float = field(default=0.6, metadata={"help": "fraction of the steps after which lr and sigma are x 0.3"})
+    decay_at: float = field(default=0.6, metadata={"help": "fraction of the steps after which sigma (and, with "
+                                                            "--lr-schedule step, lr) is x 0.3"})
+    lr_schedule: str = field(default="step", metadata={"help": "step | cosine (see pipelines.train --help)",
+                                                       "choices": LR_SCHEDULES})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     precision: str = field(default="auto", metadata={"help": PRECISION_HELP, "choices": PRECISIONS})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = the cores idle at start, at least 1)"})
@@ -334,6 +343,8 @@ class DemoConfig:
             raise ValueError(f"--budget-minutes must be a positive number of minutes, got {self.budget_minutes}")
         if not 0 <= self.decay_at <= 1:
             raise ValueError(f"--decay-at must be in [0, 1], got {self.decay_at}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         check_precision(self.precision)
         check_output_dir(self.out, "--out")
 

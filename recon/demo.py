@@ -63,6 +63,7 @@ def demo_train_config(cfg: DemoConfig, device_type: str, iterations: int, precis
     validation ``VALIDATIONS`` times per run, resumed when the run directory holds checkpoints."""
     return TrainConfig(data=cfg.data, out=cfg.out, encoder=cfg.encoder, iterations=iterations,
                        batch_size=cfg.batch_size or DEMO_BATCH[device_type], lr=cfg.lr, decay_at=cfg.decay_at,
+                       lr_schedule=cfg.lr_schedule,
                        device=cfg.device, seed=cfg.seed, val_every=max(iterations // VALIDATIONS, 1),
                        precision=precision or cfg.precision, threads=cfg.threads if threads is None else threads,
                        resume=bool(step_checkpoints(cfg.out)))

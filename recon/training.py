@@ -29,6 +29,7 @@ the run directory's files live in ``recon.runs``, collectives in ``recon.distrib
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 import warnings
@@ -65,8 +66,12 @@ class TrainingError(RuntimeError):
 
 
 def schedule(cfg: TrainConfig, step: int) -> tuple[float, float]:
-    """(lr, sigma) at ``step``: both x ``decay`` after ``decay_at * iterations`` (SoftRas: 150k/250k)."""
+    """(lr, sigma) at ``step``. sigma is x ``decay`` from step ``decay_at * iterations`` on (SoftRas:
+    150k of 250k); lr too with ``lr_schedule`` "step", while "cosine" lowers it along a half cosine
+    from ``lr`` at step 0 to 0 at step ``iterations``."""
     factor = cfg.decay if step >= int(cfg.decay_at * cfg.iterations) else 1.0
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step / max(cfg.iterations, 1), 1.0))), cfg.sigma * factor
     return cfg.lr * factor, cfg.sigma * factor
 
 

@@ -155,6 +155,16 @@ def test_unknown_encoder_and_mismatched_run_are_one_line_errors(compared, tiny_d
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "seed=0" in err[0] and "another --out" in err[0]
+    # a schedule or (explicit) precision other than the run's is another experiment too
+    saved_precision = json.loads((out / "resnet" / "config.json").read_text())["precision"]
+    other = "fp32" if saved_precision == "bf16" else "bf16"
+    for flags, expected in ((("--lr-schedule", "cosine"), "lr_schedule='step'"),
+                            (("--precision", other), f"precision={saved_precision!r}")):
+        with pytest.raises(SystemExit) as exc:
+            compare.main(_argv(tiny_dataset, out, 2, "resnet", *flags))
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
 
 
 def test_table_printed_to_a_file_is_not_cut_to_80_columns(compared, tiny_dataset: str, capsys) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -161,3 +162,18 @@ def test_gradients_finite_agrees_with_a_per_tensor_check() -> None:
         reference = all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
         assert bool(gradients_finite(params)) == reference, trial
     assert bool(gradients_finite([torch.nn.Parameter(torch.zeros(2))]))  # no gradient at all: nothing to skip
+
+
+def test_lr_schedules() -> None:
+    from recon.training import schedule
+
+    step = TrainConfig(iterations=100, lr=1e-3, sigma=1e-4, decay_at=0.6, decay=0.3)
+    assert schedule(step, 59) == (1e-3, 1e-4)
+    assert schedule(step, 60) == pytest.approx((3e-4, 3e-5))
+    cosine = dataclasses.replace(step, lr_schedule="cosine")
+    lrs = [schedule(cosine, s)[0] for s in range(101)]
+    assert lrs[0] == 1e-3 and lrs[50] == pytest.approx(5e-4) and lrs[100] == pytest.approx(0, abs=1e-12)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))  # falls at every step
+    assert [schedule(cosine, s)[1] for s in (59, 60)] == pytest.approx([1e-4, 3e-5])  # sigma steps as before
+    with pytest.raises(ValueError, match="--lr-schedule"):
+        dataclasses.replace(step, lr_schedule="linear").check_flags()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from recon.report.format import fmt
-from recon.report.tables import TABLE1_COLUMNS, category_iou, comparison_rows, reference_label
+from recon.report.tables import category_iou, comparison_rows, has_colour, reference_label, table1_columns
 from recon.report.viewer import ViewerItem, viewer_fragment
 
 __all__ = ["html_report"]
@@ -38,7 +38,7 @@ def html_report(record: dict[str, Any], out_dir: str | os.PathLike, viewer: Sequ
     3D viewer (grouped by encoder), inlined so that the page still opens offline."""
     out = Path(out_dir)
     esc = html.escape
-    rows, cats = comparison_rows(record), record["categories"]
+    rows, cats, columns = comparison_rows(record), record["categories"], table1_columns(record)
     s = record["settings"]
     n = record["max_per_category"]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Encoder comparison</title>"
@@ -53,12 +53,17 @@ def html_report(record: dict[str, Any], out_dir: str | os.PathLike, viewer: Sequ
              f"IoU: 3D IoU of the voxelized prediction (32<sup>3</sup>, protocol "
              f"<b>{esc(str(record.get('protocol', 'exact')))}</b>), mean per category, then over categories.</p>",
              "<h2>Table 1</h2><table id='table1'><tr><th>method</th>"
-             + "".join(f"<th>{esc(c[0])}</th>" for c in TABLE1_COLUMNS) + "</tr>"]
+             + "".join(f"<th>{esc(c[0])}</th>" for c in columns) + "</tr>"]
     for r in rows:
         cls = " class='baseline'" if r["reference"] else ""
-        cells = "".join(_cell(r[col], kind, f"{r['key']}.{suffix}") for _, col, suffix, kind in TABLE1_COLUMNS)
+        cells = "".join(_cell(r[col], kind, f"{r['key']}.{suffix}") for _, col, suffix, kind in columns)
         parts.append(f"<tr{cls}><td>{esc(r['label'])}</td>{cells}</tr>")
     parts.append("</table>")
+    if has_colour(record):
+        parts.append("<p>PSNR (dB, peak 1) and L1: each prediction rendered in its predicted vertex colours against "
+                     "the image at its input view, over the union of the two masks. Mean colour: each object's mean "
+                     "colour over its views painted on the same run's predicted meshes and scored the same way, so "
+                     "it shares the run's geometry and measures only what the colour head adds.</p>")
     parts.append("<h2>3D IoU per category</h2><table id='per-category'><tr><th>method</th>"
                  + "".join(f"<th>{esc(c)}</th>" for c in cats) + "<th>mean</th></tr>")
     for r in rows:
@@ -86,8 +91,9 @@ def html_report(record: dict[str, Any], out_dir: str | os.PathLike, viewer: Sequ
         parts.append(f"<h2>Training curves</h2><figure><img src='{curves}' alt='training curves'>"
                      "<figcaption>Left: training loss per logged step (faint) and its moving average. "
                      "Right: validation 3D IoU.</figcaption></figure>")
+    shown = "the predicted mesh in its predicted colours" if has_colour(record) else "the predicted mesh"
     parts.append("<h2>Predictions (Fig. 2)</h2><p>The same test objects for every encoder: the input image, "
-                 "the predicted mesh from three viewpoints, and the ground-truth voxels.</p>")
+                 f"{shown} from three viewpoints, and the ground-truth voxels.</p>")
     for name, e in record["encoders"].items():
         uri = _data_uri(out / e["figure"]) if e.get("figure") else None
         if uri:

@@ -5,7 +5,9 @@ Markdown). Every row of every table has one shape (see ``recon.evaluate``)::
            "per_category": {name: {"iou": float, "loss": ..., "chamfer": ..., "fscore": ..., "n": int}}}
 
 An eval record is a row plus ``baselines: {name: row}``; a comparison record has
-``encoders: {name: row + parameters, steps, train_time_s}`` and ``baselines``.
+``encoders: {name: row + parameters, steps, train_time_s}`` and ``baselines``. A coloured run's
+entry (``--colour``, ``recon.colour``) also has ``mean_psnr``, ``mean_l1``, ... and
+``colour_baselines: {"mean_colour": row}``: the comparison's tables then gain colour columns.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from rich.table import Table
 from recon.report.format import fmt
 
 __all__ = ["REFERENCE_NAMES", "reference_label", "category_iou", "results_table", "colour_table", "comparison_rows",
-           "TABLE1_COLUMNS", "markdown_table", "comparison_table", "published_markdown"]
+           "TABLE1_COLUMNS", "COLOUR_COLUMNS", "has_colour", "table1_columns", "markdown_table", "comparison_table",
+           "published_markdown"]
 
 REFERENCE_NAMES = {"template": "template sphere", "mean_shape": "category-mean shape", "oracle": "GT mesh (oracle)"}
 
@@ -85,14 +88,17 @@ def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     parameters, encoder_parameters, steps, train_time_s, mean_loss, mean_iou}``."""
     rows = []
     for name, e in record["encoders"].items():
+        mean_colour = (e.get("colour_baselines") or {}).get("mean_colour") or {}
         rows.append({"label": name, "key": f"encoders.{name}", "reference": False, "row": e,
                      "parameters": e["parameters"]["total"], "encoder_parameters": e["parameters"]["encoder"],
                      "steps": e["steps"], "train_time_s": e["train_time_s"], "mean_loss": e["mean_loss"],
-                     "mean_iou": e["mean_iou"]})
+                     "mean_iou": e["mean_iou"], "mean_psnr": e.get("mean_psnr"), "mean_l1": e.get("mean_l1"),
+                     "mean_colour_psnr": mean_colour.get("mean_psnr"), "mean_colour_l1": mean_colour.get("mean_l1")})
     for name, b in record["baselines"].items():
         rows.append({"label": reference_label(name), "key": f"baselines.{name}", "reference": True, "row": b,
                      "parameters": None, "encoder_parameters": None, "steps": None, "train_time_s": None,
-                     "mean_loss": b.get("mean_loss"), "mean_iou": b["mean_iou"]})
+                     "mean_loss": b.get("mean_loss"), "mean_iou": b["mean_iou"], "mean_psnr": None, "mean_l1": None,
+                     "mean_colour_psnr": None, "mean_colour_l1": None})
     return rows
 
 
@@ -103,6 +109,31 @@ TABLE1_COLUMNS = [("parameters (encoder)", "encoder_parameters", "parameters.enc
                   ("train time (s)", "train_time_s", "train_time_s", "seconds"),
                   ("mean loss", "mean_loss", "mean_loss", "loss"),
                   ("mean IoU", "mean_iou", "mean_iou", "iou")]
+# Added to Table 1 when a compared run is coloured (``has_colour``): its colour scores at the input views and
+# those of its mean-colour baseline (each object's mean colour painted on that run's predicted meshes).
+COLOUR_COLUMNS = [("PSNR (dB)", "mean_psnr", "mean_psnr", "psnr"),
+                  ("PSNR mean colour", "mean_colour_psnr", "colour_baselines.mean_colour.mean_psnr", "psnr"),
+                  ("L1", "mean_l1", "mean_l1", "loss"),
+                  ("L1 mean colour", "mean_colour_l1", "colour_baselines.mean_colour.mean_l1", "loss")]
+
+
+def has_colour(record: dict[str, Any]) -> bool:
+    """Whether any compared run of a comparison record has colour scores (was trained with ``--colour``)."""
+    return any(e.get("mean_psnr") is not None for e in record["encoders"].values())
+
+
+def table1_columns(record: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Table 1's columns for a comparison record: ``TABLE1_COLUMNS``, plus ``COLOUR_COLUMNS`` when ``has_colour``."""
+    return TABLE1_COLUMNS + (COLOUR_COLUMNS if has_colour(record) else [])
+
+
+def _colour_note(record: dict[str, Any]) -> str:
+    """What the colour columns are (empty without them)."""
+    if not has_colour(record):
+        return ""
+    return ("PSNR, L1: the prediction rendered in its vertex colours vs the image at its input view, over the union "
+            "of the two masks; mean colour: each object's mean colour painted on the same run's predicted meshes "
+            "(the baseline a colour head must beat).")
 
 
 def _scope(record: dict[str, Any]) -> str:
@@ -131,15 +162,18 @@ def published_markdown(record: dict[str, Any]) -> list[str]:
 
 
 def markdown_table(record: dict[str, Any]) -> str:
-    """Table 1 (parameters, steps, train time, mean loss, mean IoU) and per-category IoUs as Markdown, then
-    the published numbers when the record has them."""
-    rows, cats = comparison_rows(record), record["categories"]
+    """Table 1 (parameters, steps, train time, mean loss, mean IoU; PSNR and L1 with their mean-colour
+    baseline when ``has_colour``) and per-category IoUs as Markdown, then the published numbers when the
+    record has them."""
+    rows, cats, columns = comparison_rows(record), record["categories"], table1_columns(record)
     lines = [f"# Encoder comparison on {Path(record['data']).name}:{record['split']}", "", _scope(record), "",
              "## Table 1", "",
-             "| method | " + " | ".join(c[0] for c in TABLE1_COLUMNS) + " |",
-             "|---|" + "---:|" * len(TABLE1_COLUMNS)]
+             "| method | " + " | ".join(c[0] for c in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
     for r in rows:
-        lines.append(f"| {r['label']} | " + " | ".join(fmt(r[c[1]], c[3]) for c in TABLE1_COLUMNS) + " |")
+        lines.append(f"| {r['label']} | " + " | ".join(fmt(r[c[1]], c[3]) for c in columns) + " |")
+    if has_colour(record):
+        lines += ["", _colour_note(record)]
     lines += ["", "## 3D IoU per category", "",
               "| method | " + " | ".join(cats) + " | mean |", "|---|" + "---:|" * (len(cats) + 1)]
     for r in rows:
@@ -151,18 +185,19 @@ def markdown_table(record: dict[str, Any]) -> str:
 
 
 def comparison_table(record: dict[str, Any]) -> Table:
-    """Table 1 with per-category IoUs as a rich Table for the console."""
-    cats = record["categories"]
-    t = Table(title=f"Encoder comparison on {Path(record['data']).name}:{record['split']}",
-              caption=f"3D IoU protocol {record.get('protocol', 'exact')}")
+    """Table 1 (with the colour columns when ``has_colour``) and per-category IoUs as a rich Table for the console."""
+    cats, columns = record["categories"], table1_columns(record)
+    caption = f"3D IoU protocol {record.get('protocol', 'exact')}" + (f". {_colour_note(record)}"
+                                                                      if has_colour(record) else "")
+    t = Table(title=f"Encoder comparison on {Path(record['data']).name}:{record['split']}", caption=caption)
     t.add_column("method", no_wrap=True)
-    for title, *_ in TABLE1_COLUMNS:
+    for title, *_ in columns:
         t.add_column(title, justify="right")
     for c in cats:
         t.add_column(f"IoU {c}", justify="right")
     for i, r in enumerate(comparison_rows(record)):
         if i == len(record["encoders"]):
             t.add_section()
-        t.add_row(r["label"], *(fmt(r[c[1]], c[3]) for c in TABLE1_COLUMNS),
+        t.add_row(r["label"], *(fmt(r[c[1]], c[3]) for c in columns),
                   *(fmt(category_iou(r["row"], c), "iou") for c in cats))
     return t
