@@ -2,7 +2,7 @@
 
     python -m pipelines.demo --data data/synthetic.h5 --out runs/demo     (what `make demo` runs)
 
-The training stage runs for a wall-clock budget (--budget-minutes, default 9): a short calibration
+The training stage runs for a wall-clock budget (--budget-minutes, default 10): a short calibration
 times the training step on this machine and fixes the number of steps (and the lr decay point) up
 front; RUN/config.json records them, and the flags printed at the end (--iterations N --precision P
 --threads T ...) rerun the same training exactly. Existing outputs are reused: the dataset when it

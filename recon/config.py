@@ -313,7 +313,7 @@ class DemoConfig:
     encoder: str = field(default="baseline", metadata={"help": "baseline | resnet | attention"})
     per_category: int = field(default=300, metadata={"help": "train objects per category when building the data "
                                                              "(val/test: recon.data.synthetic.split_sizes)"})
-    budget_minutes: float = field(default=9.0, metadata={
+    budget_minutes: float = field(default=10.0, metadata={
         "help": "wall-clock budget of the training stage (calibration and kernel build included): a short "
                 "calibration fixes the steps that fit it"})
     iterations: int = field(default=0, metadata={"help": "training steps (0 = as many as fit --budget-minutes); "

@@ -156,7 +156,7 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
     record = evaluate_run(EvalConfig(checkpoint=cfg.out, data=cfg.data, split="test", device=cfg.device),
                           progress=progress, note=say)
     settings = {k: saved.get(k, getattr(tc, k)) for k in ("iterations", "batch_size", "precision", "threads", "lr",
-                                                          "decay_at")}
+                                                          "decay_at", "lr_schedule")}
     record["training"] = {**settings, "calibration": asdict(calibration) if calibration else None,
                           "reproduce": " ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())}
     record["train_minutes"] = train_minutes

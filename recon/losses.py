@@ -111,17 +111,24 @@ class FlattenLoss(nn.Module):
             verts: (B, V, 3) float.
         Returns:
             (B,) loss per mesh.
-        """
-        eps = self.eps
-        v0, v1, v2, v3 = (verts[:, self.edges[:, k]] for k in range(4))  # (B, E, 3) each
-        a = v1 - v0
-        a2 = a.pow(2).sum(-1, keepdim=True) + eps
 
-        def perp(b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            c = b - ((b * a).sum(-1, keepdim=True) / a2) * a
-            return c, (c.pow(2).sum(-1) + eps * eps).sqrt()
+        Computed coordinate-major: the coordinates are moved to the front, (3, B, V), and the four
+        vertices of every edge gathered by one ``index_select`` into (3, B, E) each, so every dot
+        product is a sum of three contiguous slices and the backward pass is one ``index_add``.
+        Per-edge ``verts[:, idx]`` gathers over (B, E, 3) (``flatten_reference`` in the tests)
+        compute the same values but took 12 ms of a ~120 ms CPU training step (batch 16)."""
+        eps = self.eps
+        b, e = verts.shape[0], self.edges.shape[0]
+        coords = verts.permute(2, 0, 1).contiguous()  # (3, B, V)
+        v0, v1, v2, v3 = coords.index_select(2, self.edges.t().reshape(-1)).view(3, b, 4, e).unbind(2)  # (3, B, E)
+        a = v1 - v0
+        a2 = a.pow(2).sum(0) + eps
+
+        def perp(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            c = d - ((d * a).sum(0) / a2) * a
+            return c, (c.pow(2).sum(0) + eps * eps).sqrt()
 
         c1, n1 = perp(v2 - v0)
         c2, n2 = perp(v3 - v0)
-        cos = (c1 * c2).sum(-1) / (n1 * n2 + eps)
+        cos = (c1 * c2).sum(0) / (n1 * n2 + eps)
         return (cos + 1).pow(2).sum(-1)

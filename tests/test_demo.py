@@ -43,7 +43,7 @@ def test_budget_run_records_its_steps_and_the_flags_reproduce_it(tiny_dataset: s
     assert saved["iterations"] == 8 and saved["val_every"] == 2
     assert saved["precision"] == training["precision"] in ("fp32", "bf16") and saved["threads"] == training["threads"]
     assert training["reproduce"] == (f"--iterations 8 --batch-size 2 --precision {saved['precision']} "
-                                     f"--threads {saved['threads']} --lr 0.0005 --decay-at 0.6")
+                                     f"--threads {saved['threads']} --lr 0.0005 --decay-at 0.6 --lr-schedule step")
     again = demo.run_demo(DemoConfig(out=str(tmp_path / "again"), iterations=8, precision=saved["precision"],
                                      threads=saved["threads"], **common))
     assert again["training"]["calibration"] is None

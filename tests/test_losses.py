@@ -128,3 +128,32 @@ def test_gradients_finite_on_icosphere_and_degenerate_meshes():
     pred = torch.rand(2, 8, 8, requires_grad=True)
     iou_loss(pred, torch.zeros(2, 8, 8)).backward()
     assert torch.isfinite(pred.grad).all()
+
+
+def flatten_reference(verts: torch.Tensor, edges: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """FlattenLoss written vertex-major, gather by gather ((B, E, 3) per edge vertex): the plain form."""
+    v0, v1, v2, v3 = (verts[:, edges[:, k]] for k in range(4))
+    a = v1 - v0
+    a2 = (a * a).sum(-1, keepdim=True) + eps
+    c1 = (v2 - v0) - (((v2 - v0) * a).sum(-1, keepdim=True) / a2) * a
+    c2 = (v3 - v0) - (((v3 - v0) * a).sum(-1, keepdim=True) / a2) * a
+    n1, n2 = ((c1 * c1).sum(-1) + eps * eps).sqrt(), ((c2 * c2).sum(-1) + eps * eps).sqrt()
+    return ((c1 * c2).sum(-1) / (n1 * n2 + eps) + 1).pow(2).sum(-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_flatten_agrees_with_the_reference_values_and_gradients(dtype):
+    v, f = icosphere(3)
+    g = torch.Generator().manual_seed(3)
+    verts = (v[None] * (0.2 + 0.3 * torch.rand(5, 642, 1, generator=g)) + 0.02 * torch.randn(5, 642, 3, generator=g))
+    verts[4, :10] = verts[4, 10]  # degenerate edges too
+    verts = verts.to(dtype).requires_grad_()
+    flat = FlattenLoss(f)
+    weights = torch.rand(5, generator=g).to(dtype)
+    got = flat(verts)
+    want = flatten_reference(verts, flat.edges)
+    (grad_got,) = torch.autograd.grad((got * weights).sum(), verts)
+    (grad_want,) = torch.autograd.grad((want * weights).sum(), verts)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    torch.testing.assert_close(grad_got, grad_want, rtol=tol, atol=tol * grad_want.abs().max().item())

@@ -27,7 +27,7 @@ def test_presets_hold_softras_schedule() -> None:
     assert (s["protocol"], s["split"], s["checkpoint"]) == ("softras", "val", "last")
     assert len(SOFTRAS_CLASSES) == 13 and len(set(REPORT6_CLASSES)) == 6
     assert set(REPORT6_CLASSES) <= set(SOFTRAS_CLASSES)
-    assert PRESETS["demo"] == {"iterations": 1000, "batch_size": 16, "lr": 5e-4, "val_every": 250}
+    assert PRESETS["demo"] == {"iterations": 4000, "batch_size": 16, "lr": 5e-4, "val_every": 1000}
     help_text = CompareConfig.__dataclass_fields__["preset"].metadata["help"]
     assert all(name in help_text for name in PRESETS)
     with pytest.raises(ValueError, match="valid presets: softras-shapenet, report-6, demo"):
@@ -41,7 +41,7 @@ def test_explicit_flags_override_preset() -> None:
     assert cfg.preset == "softras-shapenet" and cfg.train.lr == 3e-4 and cfg.split == "test"
     assert cfg.train.iterations == 250_000 and cfg.train.eps == 1e-10 and cfg.checkpoint == "last"
     cfg = parse_config(["--data", "x.h5", "--preset=demo", "--batch-size", "4"])
-    assert (cfg.train.iterations, cfg.train.batch_size, cfg.train.lr, cfg.train.val_every) == (1000, 4, 5e-4, 250)
+    assert (cfg.train.iterations, cfg.train.batch_size, cfg.train.lr, cfg.train.val_every) == (4000, 4, 5e-4, 1000)
     assert cfg.protocol == "softras" and cfg.classes is None
     cfg = parse_config(["--data", "x.h5", "--iterations", "7"])
     assert cfg.preset is None and cfg.train.iterations == 7 and cfg.train.eps == 1e-4
