@@ -27,6 +27,14 @@ __all__ = ["TrainConfig", "EvalConfig", "CompareConfig", "DemoConfig", "VIEWS_HE
            "save_config"]
 
 LR_SCHEDULES = ("step", "cosine")  # recon.training.schedule
+
+
+def check_lr_schedule(schedule: str) -> None:
+    """One-line ValueError naming ``--lr-schedule`` unless ``schedule`` is one of ``LR_SCHEDULES``."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
+
+
 VIEWS_HELP = ("all | N (N evenly spaced views, e.g. 4 -> 0,6,12,18) | comma list of view indices "
               "(e.g. 0,6; a single index needs a trailing comma: 5,)")
 
@@ -164,8 +172,7 @@ class TrainConfig:
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{_flag(name)} must be a finite number >= 0, got {v}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        check_lr_schedule(self.lr_schedule)
         if not 0 <= self.decay_at <= 1 or not 0 < self.decay <= 1:
             raise ValueError(f"--decay-at must be in [0, 1] and --decay in (0, 1], got {self.decay_at}, {self.decay}")
         if self.workers < 0 or self.threads < 0 or self.val_objects < 0:
@@ -343,8 +350,7 @@ class DemoConfig:
             raise ValueError(f"--budget-minutes must be a positive number of minutes, got {self.budget_minutes}")
         if not 0 <= self.decay_at <= 1:
             raise ValueError(f"--decay-at must be in [0, 1], got {self.decay_at}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        check_lr_schedule(self.lr_schedule)
         check_precision(self.precision)
         check_output_dir(self.out, "--out")
 

@@ -114,7 +114,7 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run the three stages; return the test eval record plus ``minutes`` (the whole demo's wall
     time), ``train_minutes`` and ``training`` (``iterations, batch_size, precision, threads, lr,
-    decay_at``, ``calibration``: ``Calibration`` as a dict or None, ``reproduce``: the flags that rerun
+    decay_at, lr_schedule``, ``calibration``: ``Calibration`` as a dict or None, ``reproduce``: the flags that rerun
     the training exactly).
 
     Args:
@@ -147,7 +147,8 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
         tc = demo_train_config(cfg, device.type, calibration.iterations, calibration.precision, calibration.threads)
         decay_step = int(tc.decay_at * tc.iterations)
         say(f"      {1e3 * calibration.step_s:.0f} ms/step, {calibration.val_s:.1f} s/validation "
-            f"({calibration.reason}) -> {tc.iterations} steps, lr/sigma decay at step {decay_step}")
+            f"({calibration.reason}) -> {tc.iterations} steps, "
+            f"{'lr/sigma' if tc.lr_schedule == 'step' else 'sigma'} decay at step {decay_step}")
     say(f"[2/3] training {tc.encoder} for {tc.iterations} steps x batch {tc.batch_size} on {device}")
     train(tc, train_hooks)
     saved = _saved_run(cfg.out) or {}

@@ -45,8 +45,8 @@ from recon.mesh_export import glb_bytes, ply_bytes
 from recon.models.colour import ImageSampleColourHead
 from recon.models.precision import check_precision, inference_precision
 from recon.report import render_mesh_rgb
-from recon.report.figures import one_thread
 from recon.runs import load_model, resolve_checkpoint
+from recon.runtime import one_thread
 
 __all__ = ["TURNTABLE_VIEWS", "FILL_SAMPLE_OBJECTS", "PredictOutput", "Predictor", "output_names", "training_fills",
            "turntable_png", "estimate_input_view", "check_view"]

@@ -13,10 +13,10 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="module")
 def one_thread():
     """Small tensors (dataset building): intra-op threads only add contention on shared CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    from recon.runtime import one_thread as single_thread
+
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

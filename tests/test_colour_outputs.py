@@ -83,7 +83,7 @@ def test_coloured_render_shows_the_vertex_colours() -> None:
 
 
 def test_one_thread_restores_the_thread_count_even_after_an_error() -> None:
-    from recon.report.figures import one_thread
+    from recon.runtime import one_thread
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -35,7 +35,7 @@ import torch
 
 from recon import cameras
 
-__all__ = ["DEFAULT_LIGHT", "render_views", "voxel_mask_iou"]
+__all__ = ["DEFAULT_LIGHT", "face_shading", "render_views", "voxel_mask_iou"]
 
 # Direction towards the light in the camera frame (x right, y up, z forward into the scene):
 # above the camera, slightly to the side, shining towards the scene.
@@ -52,6 +52,25 @@ def _as_tensor(x, dtype: torch.dtype) -> torch.Tensor:
 
 
 @torch.no_grad()
+def face_shading(tri: torch.Tensor, light_dir: Sequence[float] = DEFAULT_LIGHT, ambient: float = 0.35
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat Lambert shade of every face: ``ambient + (1 - ambient) max(0, n . l)``, ``n`` the face
+    normal turned towards the camera (at the origin; meshes need not be consistently oriented),
+    ``l`` the direction towards the light, both in the camera frame.
+
+    Args:
+        tri: (n, F, 3 corners, 3) the faces' corners in the camera frame of each of n views.
+    Returns:
+        shade: (n, F) in [ambient, 1]; facing: (n, F), < 0 where the face's winding faces the camera.
+    """
+    normal = torch.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
+    facing = (normal * tri[:, :, 0]).sum(-1)  # < 0: winding faces the camera
+    normal = torch.where(facing[..., None] > 0, -normal, normal)
+    normal = torch.nn.functional.normalize(normal, dim=-1, eps=1e-12)
+    light = torch.nn.functional.normalize(torch.tensor(list(light_dir), dtype=tri.dtype), dim=0)
+    return ambient + (1.0 - ambient) * (normal @ light).clamp_min(0.0), facing
+
+
 def render_views(
     verts,
     faces,
@@ -112,12 +131,7 @@ def render_views(
     row = (1.0 - ndc[..., 1]) * (sf / 2.0) - 0.5
 
     tri_cam = cam[:, f]  # (n, F, 3, 3)
-    normal = torch.cross(tri_cam[:, :, 1] - tri_cam[:, :, 0], tri_cam[:, :, 2] - tri_cam[:, :, 0], dim=-1)
-    facing = (normal * tri_cam[:, :, 0]).sum(-1)  # < 0: winding faces the camera
-    normal = torch.where(facing[..., None] > 0, -normal, normal)
-    normal = torch.nn.functional.normalize(normal, dim=-1, eps=1e-12)
-    light = torch.nn.functional.normalize(torch.tensor(light_dir, dtype=torch.float32), dim=0)
-    shade = ambient + (1.0 - ambient) * (normal @ light).clamp_min(0.0)  # (n, F)
+    shade, facing = face_shading(tri_cam, light_dir, ambient)  # (n, F) each
 
     # Per (view, face): edge-function coefficients in fine pixel coordinates. Per-face and
     # per-row work is float64 (thin triangles have large coefficients; cracks along shared

@@ -13,12 +13,11 @@ term it draws what ``render_views`` draws (``tests/test_colour_outputs.py``)."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import matplotlib
 import numpy as np
@@ -27,12 +26,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from recon import cameras
+from recon.data import raster
 from recon.data.raster import DEFAULT_LIGHT, render_views
 from recon.io import atomic_write_bytes, write_json
 from recon.mesh import save_obj, voxels_to_mesh
 from recon.mesh_export import save_glb, save_ply
 from recon.render.base import RasterSettings
 from recon.render.rgba import dibr_rgba
+from recon.runtime import one_thread
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
@@ -40,7 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interacti
 if TYPE_CHECKING:  # recon.evaluate imports this module to draw its figures
     from recon.evaluate import Prediction
 
-__all__ = ["FIG_VIEWS", "MANIFEST_NAME", "COLOUR_AMBIENT", "one_thread", "face_shading", "render_mesh_rgb",
+__all__ = ["FIG_VIEWS", "MANIFEST_NAME", "COLOUR_AMBIENT", "face_shading", "render_mesh_rgb",
            "figure_predictions", "prediction_mesh_name", "save_prediction_meshes", "plot_curves"]
 
 FIG_VIEWS = (3, 9, 15)  # three viewpoints 90 degrees apart, none of them a canonical side view
@@ -57,26 +58,10 @@ def _save_figure(fig: Any, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread inside, then restore the count. One small mesh gains nothing from
-    more, and on a busy machine loses much: 8 coloured turntable views took 7.2 s on 2 threads vs 0.15 s
-    on 1 (grey: 0.97 vs 0.05 s) with other processes on both cores."""
-    threads = torch.get_num_threads()
-    if threads > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if threads > 1:
-            torch.set_num_threads(threads)
-
-
 def face_shading(verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor,
                  light_dir: Sequence[float] = DEFAULT_LIGHT, ambient: float = COLOUR_AMBIENT) -> torch.Tensor:
-    """Lambert shade of every face seen from each azimuth, as ``render_views`` shades its faces:
-    ``ambient + (1 - ambient) max(0, n . l)``, ``n`` the face normal turned towards the camera, ``l``
-    the light direction in the camera frame.
+    """Lambert shade of every face seen from each azimuth, as ``render_views`` shades its faces
+    (``recon.data.raster.face_shading``, here with the coloured renders' ambient term).
 
     Args:
         verts: (V, 3) world coordinates. faces: (F, 3). azimuth: (n,) degrees.
@@ -85,12 +70,7 @@ def face_shading(verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor
     """
     n = azimuth.shape[0]
     cam = cameras.look_at(verts[None].expand(n, -1, -1), cameras.eye_from_angles(azimuth).to(verts))  # (n, V, 3)
-    tri = cam[:, faces]  # (n, F, 3 corners, 3)
-    normal = torch.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
-    normal = torch.where((normal * tri[:, :, 0]).sum(-1, keepdim=True) > 0, -normal, normal)  # camera at 0
-    normal = F.normalize(normal, dim=-1, eps=1e-12)
-    light = F.normalize(torch.tensor(list(light_dir), dtype=verts.dtype), dim=0)
-    return ambient + (1.0 - ambient) * (normal @ light).clamp_min(0.0)
+    return raster.face_shading(cam[:, faces], light_dir, ambient)[0]
 
 
 def _render_coloured(verts: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, views: Sequence[int],
