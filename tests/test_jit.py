@@ -65,6 +65,19 @@ def test_load_after_a_builder_was_killed_mid_build(tmp_path: Path) -> None:
     assert out.strip() == "[2.0, 2.0]"
     assert not list(ext_dir.glob("recon_jit_probe/*/lock"))
 
+    # a loader killed while checking the finished build (its lock left behind): the next one reuses the build
+    (so,) = ext_dir.glob("recon_jit_probe/*/recon_jit_probe.so")
+    built = so.stat().st_mtime_ns
+    (so.parent / jit.TORCH_LOCK).touch()
+    again = _loader(source, ext_dir)
+    try:
+        out, err = again.communicate(timeout=120)
+    finally:
+        if again.poll() is None:
+            os.killpg(again.pid, signal.SIGKILL)
+    assert again.returncode == 0 and out.strip() == "[2.0, 2.0]", err
+    assert so.stat().st_mtime_ns == built and not (so.parent / jit.TORCH_LOCK).exists()
+
 
 def test_exclusive_build_empties_a_folder_left_by_a_dead_builder(tmp_path: Path) -> None:
     (tmp_path / jit.TORCH_LOCK).touch()
@@ -84,3 +97,14 @@ def test_exclusive_build_keeps_a_finished_build_and_excludes_others(tmp_path: Pa
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     with open(tmp_path / jit.FLOCK, "a+b") as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on exit
+
+
+def test_exclusive_build_keeps_the_steps_a_dead_builder_finished(tmp_path: Path) -> None:
+    """A loader killed after ninja logged some steps (typically during the up-to-date check of a finished
+    build): only the stale lock goes; ninja redoes whatever its log does not record (see the module doc)."""
+    (tmp_path / jit.TORCH_LOCK).touch()
+    for name in (jit.NINJA_LOG, "build.ninja", "probe.o", "probe.so"):
+        (tmp_path / name).write_bytes(b"x")
+    with jit.exclusive_build(tmp_path):
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([jit.FLOCK, jit.NINJA_LOG, "build.ninja",
+                                                                     "probe.o", "probe.so"])

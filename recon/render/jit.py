@@ -14,8 +14,11 @@ a ``lock`` file that only the builder removes, so a builder killed mid-build (SI
 terminating its workers, a test timeout) leaves it behind and every later load waits on it
 forever. We hold an OS file lock (``flock``, released by the kernel when its holder dies) on
 ``<build dir>/build.flock`` around each build: whoever holds it knows no live process of ours is
-building there, so a ``lock`` file it finds is stale; it then empties the folder (half-written
-objects included) and builds from scratch.
+building there, so a ``lock`` file it finds is stale and goes. Ninja then redoes every step its
+``.ninja_log`` does not record as finished (an output without a log entry counts as out of date),
+so a half-written object is rebuilt and a finished build is reused as is (most killed loaders die
+during the up-to-date check, not a compile). Without a ``.ninja_log`` no step finished: the folder
+is emptied and built from scratch.
 """
 
 from __future__ import annotations
@@ -117,12 +120,14 @@ def missing_toolchain(cuda: bool) -> str | None:
 
 TORCH_LOCK = "lock"  # the FileBaton file torch.utils.cpp_extension keeps in a folder while building it
 FLOCK = "build.flock"  # our OS-level lock beside it (see the module doc)
+NINJA_LOG = ".ninja_log"  # ninja's record of the build steps that finished
 
 
 @contextlib.contextmanager
 def exclusive_build(folder: Path) -> Iterator[None]:
     """Hold the OS lock of build folder ``folder`` (waits while another live process builds there).
-    Inside, a leftover torch ``lock`` file is stale: the folder is emptied for a clean build."""
+    Inside, a leftover torch ``lock`` file is stale: it is removed, and the folder emptied too when no
+    build step ever finished there (no ``.ninja_log``; see the module doc)."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no flock; torch's own lock file only
@@ -131,7 +136,9 @@ def exclusive_build(folder: Path) -> Iterator[None]:
     with open(folder / FLOCK, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released by close below, or by the kernel if we die
         try:
-            if (folder / TORCH_LOCK).exists():
+            if (folder / TORCH_LOCK).exists() and (folder / NINJA_LOG).exists():  # its builder died
+                (folder / TORCH_LOCK).unlink()  # ninja redoes the steps it did not log as finished
+            elif (folder / TORCH_LOCK).exists():  # ... before any build step finished: start afresh
                 for entry in folder.iterdir():
                     if entry.name != FLOCK:
                         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
