@@ -22,18 +22,18 @@ from torch.utils.data import DataLoader
 from recon import cameras
 from recon.config import TrainConfig
 from recon.data.dataset import PairDataset
-from recon.mesh import icosphere
-from recon.metrics import voxelize
+from recon.ops.voxelize_exact import voxelize
 from recon.models import Reconstructor
 from recon.models.precision import PrecisionChoice, choose_training_precision
 from recon.render import RasterSettings, get_renderer
 from recon.render.softras import IMPLS, available_impls, make_renderer
-from recon.render.softras_dense import soft_silhouette_dense
+from recon.ops.silhouette_dense import soft_silhouette_dense
 from recon.runtime import tune_allocator
-from recon.training import SilhouetteObjective, StepSampler, gradients_finite, make_optimizer, schedule
+from recon.training import StepSampler, TrainStep, schedule
+from tools.meshes import deformed_spheres
 
-__all__ = ["BenchRecord", "deformed_template", "time_fn", "bench_renderers", "bench_train_step",
-           "bench_voxelize", "bench_protocols", "renderer_ratios", "StepRig", "StepRecord", "BusyProcess",
+__all__ = ["BenchRecord", "time_fn", "bench_renderers", "bench_train_step",
+           "bench_voxelize", "bench_protocols", "renderer_ratios", "TimedStep", "StepRecord", "BusyProcess",
            "bench_training_steps", "auto_precision", "step_ratios", "bench_contention", "bench_layouts"]
 
 
@@ -66,19 +66,6 @@ def time_fn(fn: Callable[[], object], device: torch.device, repeats: int, warmup
     return statistics.median(times)
 
 
-def deformed_template(batch: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of randomly (smoothly) deformed 1280-face template spheres of radius ~0.3-0.45.
-
-    Returns:
-        verts (B, 642, 3), faces (1280, 3).
-    """
-    g = torch.Generator().manual_seed(seed)
-    v, f = icosphere(3)
-    scale = 0.3 + 0.15 * torch.rand(batch, 1, 3, generator=g)
-    bumps = 1 + 0.15 * torch.sin(3 * v[None] @ torch.randn(batch, 3, 3, generator=g))
-    return (v[None] * scale * bumps).to(device), f.to(device)
-
-
 def bench_renderers(batches: tuple[int, ...] = (1, 16, 64), device: str = "cpu", repeats: int = 5,
                     dense_batch: int = 1, image_size: int = 64, sigma: float = 1e-4,
                     impls: tuple[str, ...] | None = None) -> list[BenchRecord]:
@@ -91,7 +78,7 @@ def bench_renderers(batches: tuple[int, ...] = (1, 16, 64), device: str = "cpu",
     settings = RasterSettings(image_size=image_size, sigma=sigma)
     records: list[BenchRecord] = []
     for batch in batches:
-        verts, faces = deformed_template(batch, dev)
+        verts, faces = deformed_spheres(batch, 3, dev)
         az = cameras.view_azimuths(torch.arange(batch) % cameras.NUM_VIEWS).to(dev)
         for impl in [i for i in IMPLS if i in usable]:
             r = make_renderer(settings, impl=impl, device=device)
@@ -104,7 +91,7 @@ def bench_renderers(batches: tuple[int, ...] = (1, 16, 64), device: str = "cpu",
 
             fb_ms = time_fn(fb, dev, repeats)
             records.append(BenchRecord(impl, device, batch, fwd, fb_ms, fb_ms / batch))
-    verts, faces = deformed_template(dense_batch, dev)
+    verts, faces = deformed_spheres(dense_batch, 3, dev)
     r = make_renderer(settings, impl="torch", device=device)
     ndc = r.project(verts, cameras.view_azimuths(torch.zeros(dense_batch, dtype=torch.long)).to(dev)).detach()
     fwd = time_fn(lambda: soft_silhouette_dense(ndc, faces, image_size, sigma), dev, max(2, repeats // 2))
@@ -148,23 +135,23 @@ def _data_batches(dataset: PairDataset, cfg: TrainConfig) -> Iterator[dict[str, 
     return iter(loader)
 
 
-class StepRig:
-    """One training setting: the real model (in ``precision``), renderer, objective and Adam of
-    ``cfg`` at step 0 of its schedule, fed from ``data`` (random pairs when None). ``step()`` runs
-    one training step and times its parts; the backward pass is chained by hand across network,
-    render and loss so that each part's forward and backward are timed together."""
+class TimedStep:
+    """One training setting: the real model (in ``precision``), renderer and ``recon.training.TrainStep``
+    of ``cfg`` (the step ``Trainer`` trains with) at step 0 of its schedule, fed from ``data`` (random
+    pairs when None). ``step()`` runs one training step and times its parts through the step's
+    ``mark`` callback: forward phases end at the marks, backward phases when the gradient of the
+    marked tensor arrives (tensor hooks), so the step itself is untouched."""
 
     def __init__(self, cfg: TrainConfig, precision: str, device: torch.device, data: str | None = None):
         self.device, self.precision = device, precision
         dataset = PairDataset(data, "train", seed=cfg.seed, with_voxels=False) if data is not None else None
         size = dataset.info.image_size if dataset is not None else 64
         torch.manual_seed(cfg.seed)
-        self.model = Reconstructor(cfg.encoder, image_size=size, precision=precision).to(device)
-        lr, sigma = schedule(cfg, 0)
+        model = Reconstructor(cfg.encoder, image_size=size, precision=precision).to(device)
+        _, sigma = schedule(cfg, 0)
         self.renderer = get_renderer(cfg.backend, sigma=sigma, eps=cfg.eps, image_size=size, impl=cfg.impl,
                                      device=str(device))
-        self.objective = SilhouetteObjective.from_config(cfg, self.model).to(device)
-        self.optimizer = make_optimizer(self.model, lr)
+        self.train_step = TrainStep.build(cfg, model, self.renderer, device)
         self.fixed = _random_pairs(cfg.batch_size, device) if dataset is None else None
         self.batches = _data_batches(dataset, cfg) if dataset is not None else None
 
@@ -174,32 +161,24 @@ class StepRig:
 
     def step(self) -> dict[str, float]:
         """One step; milliseconds of ``data`` (waiting for the loader), ``network``, ``render``,
-        ``loss``, ``optimizer`` (the gradients' finiteness check and Adam), their ``total`` and the
-        process CPU time ``cpu``."""
+        ``loss`` (forward and backward of each), ``optimizer`` (the gradients' finiteness check and
+        Adam), their ``total`` and the process CPU time ``cpu``."""
         cpu, t0 = time.process_time(), self._clock()
-        if self.batches is not None:
-            pairs = {k: v.to(self.device, non_blocking=True) for k, v in next(self.batches).items()}
-        else:
-            pairs = self.fixed
-        t1 = self._clock()
-        verts = self.model(torch.cat([pairs["image_a"], pairs["image_b"]]))
-        t2 = self._clock()
-        v_in = verts.detach().requires_grad_(True)
-        sil = self.objective.render(self.renderer, self.model.faces, v_in, pairs)
-        t3 = self._clock()
-        s_in = sil.detach().requires_grad_(True)
-        self.objective.losses(v_in, s_in, pairs)["loss"].backward()
-        t4 = self._clock()
-        sil.backward(s_in.grad)
-        t5 = self._clock()
-        self.optimizer.zero_grad(set_to_none=True)
-        verts.backward(v_in.grad)
-        t6 = self._clock()
-        if bool(gradients_finite(self.model.parameters())):  # as Trainer.train_step checks before Adam
-            self.optimizer.step()
-        t7 = self._clock()
-        ms = {"data": t1 - t0, "network": (t2 - t1) + (t6 - t5), "render": (t3 - t2) + (t5 - t4), "loss": t4 - t3,
-              "optimizer": t7 - t6, "total": t7 - t0, "cpu": time.process_time() - cpu}
+        pairs = next(self.batches) if self.batches is not None else self.fixed
+        at: dict[str, float] = {"start": self._clock()}
+
+        def mark(phase: str, tensor: torch.Tensor | None) -> None:
+            at[phase] = self._clock()
+            if tensor is not None and tensor.requires_grad:  # its gradient arrives when its backward is done
+                tensor.register_hook(lambda grad, name=f"{phase}_grad": at.__setitem__(name, self._clock()))
+
+        self.train_step(pairs, 0, mark=mark)
+        end = at.get("optimizer", self._clock())  # a skipped step (non-finite) has no optimizer phase
+        ms = {"data": at["start"] - t0,
+              "network": (at["network"] - at["start"]) + (at["backward"] - at["network_grad"]),
+              "render": (at["render"] - at["network"]) + (at["network_grad"] - at["render_grad"]),
+              "loss": (at["loss"] - at["render"]) + (at["render_grad"] - at["loss"]),
+              "optimizer": end - at["backward"], "total": end - t0, "cpu": time.process_time() - cpu}
         return {k: v * 1e3 for k, v in ms.items()}
 
 
@@ -211,7 +190,7 @@ def bench_train_step(batch: int = 64, device: str = "cpu", impl: str = "auto", e
                      repeats: int = 3, cfg: TrainConfig | None = None, precision: str = "fp32") -> dict[str, float]:
     """One training step of ``cfg`` (default: the ``TrainConfig`` defaults with ``encoder``, ``impl`` and
     ``batch``) in ``precision`` on random 64x64 images with binary alpha: 2B images -> 4B renders,
-    the real objective and optimizer at step 0 of the schedule (``StepRig``), medians of ``repeats``
+    the real objective and optimizer at step 0 of the schedule (``TimedStep``: the real ``TrainStep``), medians of ``repeats``
     after one warm-up step.
 
     Returns:
@@ -219,7 +198,7 @@ def bench_train_step(batch: int = 64, device: str = "cpu", impl: str = "auto", e
         and the softras ``impl`` used.
     """
     cfg = cfg or TrainConfig(encoder=encoder, impl=impl, batch_size=batch)
-    rig = StepRig(cfg, precision, torch.device(device))
+    rig = TimedStep(cfg, precision, torch.device(device))
     rig.step()  # warm-up (kernel build, allocator)
     med = _medians([rig.step() for _ in range(repeats)])
     out: dict[str, Any] = {k: med[k] for k in ("network", "render", "loss", "optimizer")}
@@ -283,7 +262,7 @@ def bench_training_steps(data: str | None, batches: tuple[int, ...] = (16, 64),
             note(f"training step, batch {batch}: {', '.join(precisions)} x {repeats} rounds"
                  + (" (quiet, then next to a busy process)" if contention else ""))
         cfg = TrainConfig(encoder=encoder, batch_size=batch, workers=workers)
-        rigs = {p: StepRig(cfg, p, dev, data) for p in precisions}
+        rigs = {p: TimedStep(cfg, p, dev, data) for p in precisions}
         quiet: dict[str, list[dict[str, float]]] = {p: [] for p in precisions}
         busy: dict[str, list[float]] = {p: [] for p in precisions}
         for rig in rigs.values():
@@ -329,7 +308,7 @@ def _contention_child(threads: int, seconds: float, batch: int, precision: str) 
     alternately quiet and next to a ``BusyProcess``, two rounds; prints one JSON line."""
     tune_allocator()
     torch.set_num_threads(threads)
-    rig = StepRig(TrainConfig(batch_size=batch), precision, torch.device("cpu"))
+    rig = TimedStep(TrainConfig(batch_size=batch), precision, torch.device("cpu"))
     rig.step()
 
     def rate() -> float:
@@ -369,7 +348,7 @@ def bench_contention(threads: tuple[int, ...] = (1, 2), policies: tuple[str, ...
                 env["GOMP_SPINCOUNT"] = policy[5:]
             elif policy != "default":
                 env["OMP_WAIT_POLICY"] = policy
-            code = (f"from recon.benchmark import _contention_child; "
+            code = (f"from tools.bench import _contention_child; "
                     f"_contention_child({n}, {seconds!r}, {batch}, {precision!r})")
             res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
             if res.returncode != 0:
@@ -420,7 +399,7 @@ def bench_layouts(encoders: tuple[str, ...] = ("baseline", "resnet", "attention"
 
 def bench_voxelize(batch: int = 64, repeats: int = 3) -> float:
     """Closed-mesh voxelization throughput at 32^3 (meshes/s) on 1280-face deformed spheres."""
-    verts, faces = deformed_template(batch, torch.device("cpu"))
+    verts, faces = deformed_spheres(batch, 3, "cpu")
     ms = time_fn(lambda: voxelize(verts, faces), torch.device("cpu"), repeats)
     return batch / (ms / 1e3)
 
@@ -428,12 +407,12 @@ def bench_voxelize(batch: int = 64, repeats: int = 3) -> float:
 def bench_protocols(batch: int = 64, repeats: int = 3) -> dict[str, float | str]:
     """3D-IoU protocol throughput at 32^3, in meshes/s, side by side on the same 1280-face deformed
     spheres: ``softras/cpp`` (the C++ kernel), ``softras/torch`` (the tensor reference) and ``exact``
-    (ray parity, ``recon.metrics.voxelize``). An implementation that cannot run here gives the reason
+    (ray parity, ``recon.ops.voxelize_exact.voxelize``). An implementation that cannot run here gives the reason
     (a str) instead of a number."""
-    from recon.protocols import voxelize_softras
+    from recon.ops.voxelize import voxelize_softras
     from recon.render.base import BackendUnavailable
 
-    verts, faces = deformed_template(batch, torch.device("cpu"))
+    verts, faces = deformed_spheres(batch, 3, "cpu")
     cpu = torch.device("cpu")
     out: dict[str, float | str] = {}
     for impl in ("cpp", "torch"):

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from recon.data.schema import MESH_FACES, MESH_OFFSETS, MESH_VERTS, VOXELS_PROTOCOL_ATTR, DatasetFormatError
-from recon.protocols import check_protocol
+from recon.ops.voxelize import check_protocol, voxelize
+from recon.ops.voxelize_softras import fill_enclosed
 
 __all__ = ["GridChoice", "stored_grid_protocol", "GroundTruth", "ground_truth_grid"]
 
@@ -161,12 +162,10 @@ def ground_truth_grid(verts: torch.Tensor, faces: torch.Tensor, solid: torch.Ten
     Args:
         verts: (V, 3) float, faces: (F, 3) int: the normalised GT mesh.
         solid: (R, R, R) bool occupancy of the object at the cell centres of ``protocol``'s grid
-            (``recon.protocols.grid_bounds``).
+            (``recon.ops.voxelize.grid_bounds``).
     Returns:
         (R, R, R) bool in our axis order.
     """
-    from recon.protocols import voxelize
-    from recon.protocols.softras_voxel import fill_enclosed
 
     check_protocol(protocol, "protocol")
     solid = torch.as_tensor(solid, dtype=torch.bool).cpu()

@@ -6,8 +6,9 @@
     auto   per call from the input's device: the kernel of that device, or the torch reference when
            the kernel cannot be built (logged once per reason)
 
-:class:`ImplChoice` holds that rule for one family of kernels (one extension loader);
-:class:`KernelRenderer` is the renderer base with an ``impl`` option built on it.
+:class:`ImplChoice` holds that rule for one family of kernels (one extension loader): one object per
+extension, declared next to its ops (:mod:`recon.ops.silhouette`, :mod:`recon.ops.rgba`);
+:class:`recon.render.kernel.KernelRenderer` is the renderer base with an ``impl`` option built on it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Callable
 
 import torch
 
-from recon.render.base import BackendUnavailable, RasterSettings, Renderer
+from recon.ops.unavailable import BackendUnavailable
 
-__all__ = ["IMPLS", "CHOICES", "KERNEL_DEVICE", "ImplChoice", "KernelRenderer"]
+__all__ = ["IMPLS", "CHOICES", "KERNEL_DEVICE", "ImplChoice"]
 
 IMPLS = ("torch", "cpp", "cuda")
 CHOICES = ("auto",) + IMPLS
@@ -99,35 +100,3 @@ class ImplChoice:
             self._warned.add(reason)
             _log.warning("%s: using the (slower) torch reference on %s: %s", self.label, device.type, reason)
         return "torch"
-
-
-class KernelRenderer(Renderer):
-    """A renderer whose ``impl`` ("auto", "torch", "cpp" or "cuda") picks among the implementations
-    of ``choice`` (set by the subclass).
-
-    Attributes:
-        requested_impl: what was asked for.
-        impl: the implementation used by the last call (before any call: the one ``auto`` picks for
-            the ``device`` given at construction).
-    Raises (constructor):
-        ValueError: unknown ``impl``, or a kernel asked for another device than ``device``.
-        BackendUnavailable: a forced kernel ("cpp", "cuda") cannot be built or run here.
-    """
-
-    choice: ImplChoice
-
-    def __init__(self, settings: RasterSettings | None = None, impl: str = "auto",
-                 device: torch.device | str | None = None):
-        super().__init__(settings)
-        self.choice.check_requested(impl)
-        self.requested_impl = impl
-        default = "cuda" if impl == "cuda" else "cpu"
-        self.impl = self.resolve(torch.device(device if device is not None else default))
-
-    def resolve(self, device: torch.device) -> str:
-        """The implementation for tensors on ``device`` (remembered as ``impl``)."""
-        self.impl = self.choice.resolve(self.requested_impl, device)
-        return self.impl
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(impl={self.impl!r}, requested={self.requested_impl!r}, {self.settings})"

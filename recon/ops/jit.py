@@ -36,7 +36,7 @@ from types import ModuleType
 
 import torch
 
-from recon.render.base import BackendUnavailable
+from recon.ops.unavailable import BackendUnavailable
 
 __all__ = ["CPU_FLAGS", "JitSpec", "build_dir", "missing_toolchain", "load"]
 

@@ -1,36 +1,35 @@
-"""RGBA renders behind one call each, with a choice of implementation (like ``softras``'s ``impl``).
+"""The RGBA ops: colour renders behind one call each, with a choice of implementation.
 
     soft_rgba(verts_ndc, faces, colors, settings, impl)   SoftRas soft z-buffer + soft silhouette
     dibr_rgba(verts_ndc, faces, colors, settings, impl)   DIB-R-style hard interpolation + soft alpha
 
 ``impl``: "torch" (the references, any device), "cpp" (CPU kernel), "cuda" (CUDA kernel) or "auto":
 the kernel for the input's device, falling back to torch (logged once, with the reason) when it
-cannot be built. ``bench_rgba`` times the implementations side by side.
+cannot be built. One kernel family, declared once: the torch references
+(:mod:`recon.ops.rgba_soft_torch`, :mod:`recon.ops.rgba_dibr_torch`), the extension
+(:mod:`recon.ops.rgba_ext`, sources in ``csrc/rgba/`` + ``csrc/common/``) and ``CHOICE``, the one
+implementation choice of both ops (the ``dibr`` renderer and the ``softras`` renderer's colour use it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from recon import cameras
-from recon.render.base import RasterSettings
-from recon.render.dibr_torch import dibr_rgba_torch
-from recon.render.impls import CHOICES, IMPLS, ImplChoice
-from recon.render.rgba_ext import dibr_rgba_ext, load_extension, soft_rgba_ext
-from recon.render.softras_rgb_torch import soft_rgba_torch
+from recon.ops.impl import CHOICES, IMPLS, ImplChoice
+from recon.ops.rgba_dibr_torch import dibr_rgba_torch
+from recon.ops.rgba_ext import dibr_rgba_ext, load_extension, soft_rgba_ext
+from recon.ops.rgba_soft_torch import soft_rgba_torch
+from recon.ops.settings import RasterSettings
 
-__all__ = ["IMPLS", "CHOICES", "RGBABenchRecord", "available_impls", "bench_rgba", "dibr_rgba", "resolve_impl",
-           "rgba_ratios", "soft_rgba"]
+__all__ = ["IMPLS", "CHOICES", "CHOICE", "available_impls", "dibr_rgba", "resolve_impl", "soft_rgba"]
 
-_CHOICE = ImplChoice("rgba", load_extension)
+CHOICE = ImplChoice("rgba", load_extension)
 
 
 def available_impls(device: torch.device | str = "cpu") -> dict[str, str | None]:
     """``{impl: None}`` for each RGBA implementation that can run on ``device``, else the reason
     (builds the kernels on first use)."""
-    return _CHOICE.available(device)
+    return CHOICE.available(device)
 
 
 def resolve_impl(requested: str, device: torch.device) -> str:
@@ -39,7 +38,7 @@ def resolve_impl(requested: str, device: torch.device) -> str:
     Raises:
         ValueError: unknown impl, or a kernel asked for tensors of another device.
     """
-    return _CHOICE.resolve(requested, device)
+    return CHOICE.resolve(requested, device)
 
 
 def soft_rgba(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, settings: RasterSettings,
@@ -72,60 +71,3 @@ def dibr_rgba(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor
     if which == "torch":
         return dibr_rgba_torch(verts_ndc, faces, colors, s.image_size, s.sigma, s.cutoff_sq, s.background)
     return dibr_rgba_ext(verts_ndc, faces, colors, s.image_size, s.sigma, s.cutoff_sq, s.background, kind=which)
-
-
-@dataclass
-class RGBABenchRecord:
-    render: str  # "soft" or "dibr"
-    impl: str
-    device: str
-    batch: int
-    fwd_ms: float
-    fwdbwd_ms: float
-
-
-def bench_rgba(batches: tuple[int, ...] = (16, 64), repeats: int = 5, device: str = "cpu",
-               impls: tuple[str, ...] | None = None, image_size: int = 64) -> list[RGBABenchRecord]:
-    """Forward and forward+backward (w.r.t. vertices and colours) time of every available RGBA
-    implementation, side by side in one process, on the randomly deformed 1280-face template with
-    random vertex colours at the standard views. Nothing is asserted.
-
-    Args:
-        batches: batch sizes.
-        repeats: timed runs per measurement (the median is kept).
-        device: "cpu" or "cuda".
-        impls: restrict to these implementations.
-    Returns:
-        One record per (render, impl, batch).
-    """
-    # imported here: recon.benchmark imports the renderers (and the training stack) itself
-    from recon.benchmark import deformed_template, time_fn
-
-    dev = torch.device(device)
-    usable = [i for i, why in available_impls(dev).items() if why is None and (not impls or i in impls)]
-    settings = RasterSettings(image_size=image_size)
-    renders = {"soft": soft_rgba, "dibr": dibr_rgba}
-    records: list[RGBABenchRecord] = []
-    for batch in batches:
-        verts, faces = deformed_template(batch, dev)
-        az = cameras.view_azimuths(torch.arange(batch) % cameras.NUM_VIEWS).to(dev)
-        ndc = cameras.project(verts, az).detach()
-        colors = torch.rand(batch, verts.shape[1], 3, generator=torch.Generator().manual_seed(batch)).to(dev)
-        for name, render in renders.items():
-            for impl in usable:
-                fwd = time_fn(lambda: render(ndc, faces, colors, settings, impl), dev, repeats)
-
-                def fb() -> None:
-                    x, c = ndc.clone().requires_grad_(True), colors.clone().requires_grad_(True)
-                    render(x, faces, c, settings, impl).sum().backward()
-
-                records.append(RGBABenchRecord(name, impl, device, batch, fwd, time_fn(fb, dev, repeats)))
-    return records
-
-
-def rgba_ratios(records: list[RGBABenchRecord]) -> dict[str, float]:
-    """Speedups of the kernels over the torch reference at equal render and batch, forward+backward:
-    ``{"soft torch/cpp@64": 16.1, ...}``."""
-    by = {(r.render, r.impl, r.batch): r for r in records}
-    return {f"{render} torch/{impl}@{batch}": by[(render, "torch", batch)].fwdbwd_ms / r.fwdbwd_ms
-            for (render, impl, batch), r in by.items() if impl != "torch" and (render, "torch", batch) in by}

@@ -3,10 +3,10 @@
 Obviously-correct definitions the windowed references are tested against (tests only: they
 allocate ``B x S*S x F`` tensors):
 
-* :func:`soft_rgba_dense`: SoftRas' soft z-buffer (see :mod:`recon.render.softras_rgb_torch`).
+* :func:`soft_rgba_dense`: SoftRas' soft z-buffer (see :mod:`recon.ops.rgba_soft_torch`).
   Its pair rule (inside, or ``d^2 < cutoff_sq``) is part of the definition: a culled face could
   otherwise still win the depth softmax.
-* :func:`dibr_rgba_dense`: the DIB-R-style render (see :mod:`recon.render.dibr_torch`): the nearest
+* :func:`dibr_rgba_dense`: the DIB-R-style render (see :mod:`recon.ops.rgba_dibr_torch`): the nearest
   covering face's interpolated colour, alpha 1 on covered pixels and
   ``1 - prod(1 - exp(-d^2 / sigma))`` over all faces elsewhere (no culling).
 """
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from recon import cameras
-from recon.render.dibr_torch import MIN_EXPONENT
+from recon.ops.rgba_dibr_torch import MIN_EXPONENT
 
 __all__ = ["soft_rgba_dense", "dibr_rgba_dense"]
 

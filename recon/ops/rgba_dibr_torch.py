@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from recon.render.softras_rgb_torch import rgba_image, rgba_pairs
-from recon.render.window_pairs import barycentric, pair_distance_sq
+from recon.ops.rgba_soft_torch import rgba_image, rgba_pairs
+from recon.ops.window_pairs import barycentric, pair_distance_sq
 
 __all__ = ["MIN_EXPONENT", "dibr_rgba_torch", "log_one_minus_exp_neg"]
 
@@ -47,7 +47,7 @@ def dibr_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
     """Hard-rasterized interpolated colours plus DIB-R's soft alpha, windowed, differentiable.
 
     Args:
-        verts_ndc, faces, colors, image_size: as :func:`recon.render.softras_rgb_torch.soft_rgba_torch`
+        verts_ndc, faces, colors, image_size: as :func:`recon.ops.rgba_soft_torch.soft_rgba_torch`
             (``colors`` may be any C per-vertex attributes).
         sigma: soft-alpha sharpness (> 0): ``exp(-d^2 / sigma)``.
         cutoff_sq: faces farther than ``sqrt(cutoff_sq)`` from an uncovered pixel are ignored.

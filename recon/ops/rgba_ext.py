@@ -1,11 +1,11 @@
 """Fused RGBA render kernels (C++/OpenMP, and CUDA): JIT build and autograd wrappers.
 
-Sources: ``csrc/rgba/`` (they include headers of ``csrc/softras/``: the per-pair silhouette maths,
-the SIMD helpers, the row bands and the CUDA launch helpers). Built by :mod:`recon.render.jit` as
+Sources: ``csrc/rgba/`` (they include the shared headers of ``csrc/common/``: the per-pair silhouette maths,
+the SIMD helpers, the row bands and the CUDA launch helpers). Built by :mod:`recon.ops.jit` as
 the modules ``recon_rgba_cpu`` / ``recon_rgba_cuda``; a missing toolchain or a failed build raises
 :class:`~recon.render.base.BackendUnavailable` with the reason.
 
-Same maths and pair rule as :mod:`recon.render.softras_rgb_torch` and :mod:`recon.render.dibr_torch`,
+Same maths and pair rule as :mod:`recon.ops.rgba_soft_torch` and :mod:`recon.ops.rgba_dibr_torch`,
 which the tests compare against. The kernels keep ``1 - alpha`` as a product (the references sum
 logs), multiply by reciprocals where the references divide, and skip soft z-buffer pairs whose depth
 factor is below ``exp(-40)`` next to their pixel's heaviest (``rgba_math.h``): equal to rounding.
@@ -19,14 +19,14 @@ from types import ModuleType
 import torch
 from torch.autograd.function import once_differentiable
 
-from recon.render import jit
-from recon.render.softras_rgb_torch import check_rgba_inputs
+from recon.ops import jit
+from recon.ops.rgba_soft_torch import check_rgba_inputs
 
 __all__ = ["KINDS", "extension_name", "load_extension", "soft_rgba_ext", "dibr_rgba_ext"]
 
 KINDS = ("cpp", "cuda")
 _CSRC = Path(__file__).resolve().parent / "csrc" / "rgba"
-_SHARED = Path(__file__).resolve().parent / "csrc" / "softras"  # the headers the RGBA kernels build on
+_SHARED = Path(__file__).resolve().parent / "csrc" / "common"  # the headers the RGBA kernels build on
 
 
 def extension_name(kind: str) -> str:

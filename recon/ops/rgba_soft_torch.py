@@ -1,6 +1,6 @@
 """SoftRas colour aggregation (the soft z-buffer) in plain PyTorch: the reference for the kernels.
 
-Per pixel, every kept pair (the silhouette's pair rule, :mod:`recon.render.window_pairs`) of a face
+Per pixel, every kept pair (the silhouette's pair rule, :mod:`recon.ops.window_pairs`) of a face
 with non-zero area whose depth lies in ``[near, far]`` contributes its colour with weight
 ``D_j * exp(z_j / gamma)``; the background colour enters with weight ``exp(eps / gamma)``::
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from recon.render.window_pairs import (WindowPairs, barycentric, edge_functions, pair_distance_sq, pixel_xy,
+from recon.ops.window_pairs import (WindowPairs, barycentric, edge_functions, pair_distance_sq, pixel_xy,
                                        window_pairs)
 
 __all__ = ["SOFTRAS_RGB_DEFAULTS", "soft_rgba_torch", "check_rgba_inputs", "RGBAPairs", "rgba_pairs",
@@ -59,7 +59,7 @@ class RGBAPairs:
     Attributes:
         faces: (F, 3) int64 on the device of the vertices.
         background: (C,) background colour, dtype of the vertices.
-        pairs: the kept pairs (:func:`recon.render.window_pairs.window_pairs`).
+        pairs: the kept pairs (:func:`recon.ops.window_pairs.window_pairs`).
         face_verts: (P, 3) rows of each pair's face vertices in the flat (B * V, ...) vertex table.
         centres: (P, 2) NDC centres of each pair's pixel.
     """

@@ -1,10 +1,10 @@
 """Fused soft rasterizer kernels (C++/OpenMP and CUDA): JIT build and autograd wrapper.
 
-The sources live in ``csrc/softras/``; :mod:`recon.render.jit` compiles them on first use (build
+The sources live in ``csrc/silhouette/`` (+ the shared headers of ``csrc/common/``); :mod:`recon.ops.jit` compiles them on first use (build
 folder, cache key, toolchain checks) and turns a missing toolchain or a failed build into
 :class:`~recon.render.base.BackendUnavailable` with the reason (and the compiler's error tail).
 
-Same math and pair rule as :mod:`recon.render.softras_torch`, which the tests compare against
+Same math and pair rule as :mod:`recon.ops.silhouette_torch`, which the tests compare against
 (at ``PARITY_FWD_ATOL`` / ``PARITY_GRAD_RTOL``; ``pipelines.gpucheck`` uses the same numbers).
 
 The CUDA kernel bins faces into screen tiles by their cutoff windows (:func:`bin_faces`, the same
@@ -22,7 +22,7 @@ from types import ModuleType
 import torch
 from torch.autograd.function import once_differentiable
 
-from recon.render import jit
+from recon.ops import jit
 
 __all__ = ["KINDS", "EMULATION", "PARITY_FWD_ATOL", "PARITY_GRAD_RTOL", "extension_name", "load_extension",
            "bin_faces", "soft_silhouette_ext"]
@@ -32,9 +32,10 @@ KINDS = ("cpp", "cuda")
 # |grad - grad_ref| / |grad_ref| (2-norms) of a random projection of the silhouettes.
 PARITY_FWD_ATOL = {torch.float32: 1e-4, torch.float64: 1e-5}
 PARITY_GRAD_RTOL = 1e-3
-_CSRC = Path(__file__).resolve().parent / "csrc" / "softras"
+_CSRC = Path(__file__).resolve().parent / "csrc" / "silhouette"
+_COMMON = Path(__file__).resolve().parent / "csrc" / "common"  # maths, SIMD and launch headers shared with rgba
 
-# Test-only kind: the CUDA kernels compiled as C++ and run on CPU threads (csrc/softras/cuda_emulation.h).
+# Test-only kind: the CUDA kernels compiled as C++ and run on CPU threads (csrc/common/cuda_emulation.h).
 EMULATION = "cuda-emu"
 _NAMES = {"cpp": "recon_softras_cpu", "cuda": "recon_softras_cuda", EMULATION: "recon_softras_cuda_emu"}
 
@@ -51,13 +52,13 @@ def _spec(kind: str) -> jit.JitSpec:
     name, label = extension_name(kind), f"softras {kind} kernel"
     if kind == EMULATION:
         # Needs C++20 (std::barrier, std::atomic_ref); the CUDA sources are #included as C++.
-        return jit.JitSpec(name, label, (_CSRC / "softras_cuda_emu.cpp", _CSRC / "softras_bins.cpp"), (_CSRC,),
+        return jit.JitSpec(name, label, (_CSRC / "softras_cuda_emu.cpp", _CSRC / "softras_bins.cpp"), (_CSRC, _COMMON),
                            cflags=("-O2", "-std=c++20", "-DRECON_WITH_CUDA", "-DRECON_CUDA_EMULATION"),
                            ldflags=("-pthread",))
     sources = (_CSRC / "bindings.cpp", _CSRC / "softras_cpu.cpp", _CSRC / "softras_bins.cpp")
     if kind == "cpp":
-        return jit.JitSpec(name, label, sources, (_CSRC,))
-    return jit.JitSpec(name, label, sources + (_CSRC / "softras_cuda.cu",), (_CSRC,),
+        return jit.JitSpec(name, label, sources, (_CSRC, _COMMON))
+    return jit.JitSpec(name, label, sources + (_CSRC / "softras_cuda.cu",), (_CSRC, _COMMON),
                        cflags=jit.CPU_FLAGS + ("-DRECON_WITH_CUDA",), cuda_flags=("-O3", "-DRECON_WITH_CUDA"),
                        cuda=True)
 

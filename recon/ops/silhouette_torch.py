@@ -1,6 +1,6 @@
 """Pure-PyTorch soft rasterizer (the reference the fused kernels are tested against).
 
-Same math as :func:`recon.render.softras_dense.soft_silhouette_dense`, restricted to the pixel-face
+Same math as :func:`recon.ops.silhouette_dense.soft_silhouette_dense`, restricted to the pixel-face
 pairs that matter. Each face only sees the pixel centres inside its *window*: its 2D bounding box
 grown by ``sqrt(cutoff_sq)``, clipped to the image. A pair contributes iff the pixel centre is
 inside the triangle or ``d^2 < cutoff_sq``; outside that, ``D < eps`` and the pair is dropped.
@@ -8,7 +8,7 @@ inside the triangle or ``d^2 < cutoff_sq``; outside that, ``D < eps`` and the pa
 The windows are enumerated exactly (variable sizes, no dense ``B x pixels x faces`` tensor), in two
 stages:
 
-1. without gradient (:func:`recon.render.window_pairs.window_pairs`, shared with the colour
+1. without gradient (:func:`recon.ops.window_pairs.window_pairs`, shared with the colour
    references): windows, pairs, the closest edge of every pair and its closest-point parameter
    ``t``, the inside test and the cutoff test;
 2. with gradient, only on the kept pairs: ``d^2 = |p - (a + t (b - a))|^2`` for the closest edge
@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from recon.render.window_pairs import pair_distance_sq, pixel_xy, window_pairs
+from recon.ops.window_pairs import pair_distance_sq, pixel_xy, window_pairs
 
 __all__ = ["soft_silhouette_torch"]
 

@@ -1,11 +1,11 @@
 """3D-IoU protocols: how a predicted mesh becomes the occupancy grid that is scored.
 
 * ``"softras"``: SoftRas/NMR's ``evaluate_iou`` voxelization, the protocol behind every published
-  number on that data (:mod:`recon.protocols.softras_voxel`): its 31/32-scaled grid, surface
+  number on that data (:mod:`recon.ops.voxelize_softras`): its 31/32-scaled grid, surface
   cells marked by column sweeps along the three axes plus the corner cells, and the flood fill
   of the outside. Thin parts always keep their cells.
 * ``"exact"``: exact ray parity at the cell centres of the ``[-0.5, 0.5]^3`` grid
-  (:func:`recon.metrics.voxelize`); a part that misses every centre gets no cell.
+  (:func:`recon.ops.voxelize_exact.voxelize`); a part that misses every centre gets no cell.
 
 Both return ``[b, i, j, k]`` <-> world ``(x, y, z)``, the order of our ground-truth grids.
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from recon.protocols.softras_voxel import (bench_voxelize_softras, softras_grid_coords, voxelize_softras,
-                                           voxelize_softras_reference)
+from recon.ops.voxelize_exact import voxelize as voxelize_exact
+from recon.ops.voxelize_softras import softras_grid_coords, voxelize_softras, voxelize_softras_reference
 
 __all__ = [
     "PROTOCOLS",
@@ -24,7 +24,6 @@ __all__ = [
     "voxelize_softras",
     "voxelize_softras_reference",
     "softras_grid_coords",
-    "bench_voxelize_softras",
     "check_protocol",
     "grid_bounds",
 ]
@@ -62,7 +61,7 @@ def voxelize(verts: torch.Tensor, faces: torch.Tensor, resolution: int = 32,
         faces: (F, 3) integer vertex indices shared by the batch.
         resolution: R.
         protocol: ``"softras"`` (fast implementation, :func:`voxelize_softras`) or ``"exact"``
-            (:func:`recon.metrics.voxelize` on ``[-0.5, 0.5]^3``).
+            (:func:`recon.ops.voxelize_exact.voxelize` on ``[-0.5, 0.5]^3``).
     Returns:
         (B, R, R, R) bool on ``verts.device``, ``[b, i, j, k]`` <-> (x, y, z).
     Raises:
@@ -71,7 +70,5 @@ def voxelize(verts: torch.Tensor, faces: torch.Tensor, resolution: int = 32,
     if protocol == "softras":
         return voxelize_softras(verts, faces, resolution)
     if protocol == "exact":
-        from recon.metrics import voxelize as voxelize_exact
-
         return voxelize_exact(verts, faces, resolution)
     raise ValueError(f"unknown voxelization protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")

@@ -1,7 +1,7 @@
 """The SoftRas/NMR 3D-IoU voxelization (``examples/recon/models.py::evaluate_iou``).
 
 Every published single-view number on the SoftRas/NMR data was scored with this procedure. It
-differs from :func:`recon.metrics.voxelize` (exact ray parity at cell centres) in its grid and in
+differs from :func:`recon.ops.voxelize_exact.voxelize` (exact ray parity at cell centres) in its grid and in
 how it fills a mesh:
 
 1. **Grid.** ``evaluate_iou`` maps a vertex coordinate ``v`` to ``(v * 31/32 + 0.5) * 32`` in
@@ -57,7 +57,6 @@ can hit; see there for why skipping the others never changes the result), chosen
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import torch
@@ -71,7 +70,6 @@ __all__ = [
     "voxelize_softras_reference",
     "voxelize_softras",
     "fill_enclosed",
-    "bench_voxelize_softras",
 ]
 
 AXIS_ORDER: tuple[tuple[int, int, int], ...] = ((2, 1, 0), (0, 2, 1), (0, 1, 2))
@@ -262,7 +260,7 @@ def voxelize_softras(verts: torch.Tensor, faces: torch.Tensor, resolution: int =
         raise ValueError(f"voxelize_softras: unknown impl {impl!r}; valid: {', '.join(IMPLS)}")
     if impl == "torch":
         return voxelize_softras_reference(verts, faces, resolution)
-    from recon.protocols.softras_voxel_ext import BackendUnavailable, load_voxel_extension
+    from recon.ops.voxelize_softras_ext import BackendUnavailable, load_voxel_extension
 
     try:
         module = load_voxel_extension()
@@ -279,32 +277,3 @@ def voxelize_softras(verts: torch.Tensor, faces: torch.Tensor, resolution: int =
         f = faces.detach().to("cpu", torch.int64).contiguous()
         out = module.voxelize(p, f, int(resolution))
     return out.to(verts.device)
-
-
-def bench_voxelize_softras(batch: int = 64, repeats: int = 3, impl: str = "auto", resolution: int = 32,
-                           seed: int = 0) -> float:
-    """Measured speed of :func:`voxelize_softras` on randomly deformed template spheres.
-
-    The meshes are the 642-vertex / 1280-face template with every vertex pushed radially by up
-    to +-15 % around radius 0.4, like early predictions.
-
-    Args:
-        batch: meshes per call; repeats: timed calls (the best is kept); impl: as
-            :func:`voxelize_softras`; resolution: R; seed: of the deformation.
-    Returns:
-        Meshes per second (best of ``repeats`` calls on one batch, after one warm-up call that
-        also builds the kernel).
-    """
-    from recon.mesh import load_template
-
-    v, f = load_template()
-    g = torch.Generator().manual_seed(seed)
-    radius = 0.4 * (1 + 0.15 * (2 * torch.rand(batch, v.shape[0], 1, generator=g) - 1))
-    verts = v[None] / v.norm(dim=1, keepdim=True)[None] * radius
-    voxelize_softras(verts[:1], f, resolution, impl)  # warm-up (and kernel build)
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        voxelize_softras(verts, f, resolution, impl)
-        best = min(best, time.perf_counter() - t0)
-    return batch / best

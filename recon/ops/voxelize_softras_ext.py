@@ -1,6 +1,6 @@
-"""JIT build of the SoftRas voxelization kernel (``csrc/softras_voxel.cpp``, CPU only).
+"""JIT build of the SoftRas voxelization kernel (``csrc/voxelize/softras_voxel.cpp``, CPU only).
 
-Built on first use by :mod:`recon.render.jit` (the loader of the renderer's kernels) into
+Built on first use by :mod:`recon.ops.jit` (the loader of the renderer's kernels) into
 ``$RECON_EXT_DIR/recon_softras_voxel/<key>`` (default ``~/.cache/recon/torch_extensions/...``). A
 missing compiler or a failed build raises :class:`~recon.render.base.BackendUnavailable` with the
 reason, remembered for the process.
@@ -11,15 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from recon.render import jit
-from recon.render.base import BackendUnavailable
+from recon.ops import jit
+from recon.ops.unavailable import BackendUnavailable
 
 __all__ = ["BackendUnavailable", "EXTENSION_NAME", "load_voxel_extension"]
 
 EXTENSION_NAME = "recon_softras_voxel"
 # jit.CPU_FLAGS: -ffp-contract=off and no -ffast-math, so the column test rounds exactly like the reference.
 _SPEC = jit.JitSpec(EXTENSION_NAME, "softras voxelization kernel",
-                    (Path(__file__).resolve().parent / "csrc" / "softras_voxel.cpp",))
+                    (Path(__file__).resolve().parent / "csrc" / "voxelize" / "softras_voxel.cpp",))
 
 
 def load_voxel_extension(verbose: bool = False) -> ModuleType:

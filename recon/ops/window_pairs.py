@@ -1,5 +1,5 @@
 """Windowed pixel-face pair enumeration shared by the torch references of every render (the
-silhouette :mod:`recon.render.softras_torch` and the colour ones).
+silhouette :mod:`recon.ops.silhouette_torch` and the colour ones).
 
 The pair rule of the kernels: a face sees only the pixel centres inside its *window* (its 2D
 bounding box grown by ``sqrt(cutoff_sq)``, :func:`face_windows`), and a pair is kept iff the pixel
@@ -192,7 +192,7 @@ def pair_distance_sq(verts_xy: torch.Tensor, face_verts: torch.Tensor, pairs: Wi
 
     The closest edge and ``t`` are held fixed (they were found without gradient): where the closest
     point is interior to the edge ``d d^2 / d t = 0``, and a clamped ``t`` is locally constant, so
-    this is the exact gradient (see :mod:`recon.render.softras_torch`).
+    this is the exact gradient (see :mod:`recon.ops.silhouette_torch`).
 
     Args:
         verts_xy: (B * V, 2) NDC x, y of all vertices of the batch.

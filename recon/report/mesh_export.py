@@ -114,7 +114,7 @@ def glb_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray
         {"bufferView": 3, "componentType": _FLOAT, "count": len(v), "type": "VEC3"},
     ]
     gltf = {
-        "asset": {"version": "2.0", "generator": "recon.mesh_export"},
+        "asset": {"version": "2.0", "generator": "recon.report.mesh_export"},
         "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": name}],
         "meshes": [{"name": name, "primitives": [{"attributes": {"POSITION": 1, "NORMAL": 2, "COLOR_0": 3},
                                                    "indices": 0, "material": 0, "mode": 4}]}],
@@ -144,7 +144,7 @@ def ply_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray
     face = np.empty(len(f), dtype=[("n", "u1"), ("i", "<i4", (3,))])
     face["n"] = 3
     face["i"] = f.astype(np.int32)
-    header = ("ply\nformat binary_little_endian 1.0\ncomment written by recon.mesh_export\n"
+    header = ("ply\nformat binary_little_endian 1.0\ncomment written by recon.report.mesh_export\n"
               f"element vertex {len(v)}\nproperty float x\nproperty float y\nproperty float z\n"
               "property uchar red\nproperty uchar green\nproperty uchar blue\n"
               f"element face {len(f)}\nproperty list uchar int vertex_indices\nend_header\n")

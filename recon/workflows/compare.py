@@ -2,7 +2,7 @@
 
 Every encoder is trained with the same ``TrainConfig`` (only ``encoder`` and ``out`` differ)
 into ``OUT/<encoder>/`` (a finished run is reused, an unfinished one resumed), then each is
-evaluated by ``recon.evaluate.evaluate_run`` on the same split and views. Outputs in ``OUT``:
+evaluated by ``recon.workflows.eval.evaluate_run`` on the same split and views. Outputs in ``OUT``:
 
     table.json      per encoder: its eval row (mean loss, mean IoU, per-category metrics) plus
                     parameters, train time (s), steps, run action; reference rows; commands
@@ -42,7 +42,7 @@ from recon.checkpoint import CheckpointError, load_checkpoint
 from recon.colour import COLOUR_METRICS
 from recon.config import CompareConfig, EvalConfig, TrainConfig
 from recon.distributed import resolve_device
-from recon.evaluate import evaluate_run
+from recon.workflows.eval import evaluate_run
 from recon.io import atomic_path, atomic_write_bytes, write_json
 from recon.published import published_rows
 from recon.report import finite, html_report, markdown_table, plot_curves, viewer_items_from_meshes

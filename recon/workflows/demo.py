@@ -28,7 +28,7 @@ from recon.config import DemoConfig, EvalConfig, TrainConfig
 from recon.data.schema import DatasetFormatError, validate
 from recon.data.synthetic import build_synthetic, split_sizes
 from recon.distributed import resolve_device
-from recon.evaluate import evaluate_run
+from recon.workflows.eval import evaluate_run
 from recon.runs import step_checkpoints
 from recon.training import Trainer, TrainHooks, train
 
@@ -119,7 +119,7 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
 
     Args:
         note: one line per stage.
-        train_hooks / progress: passed to ``recon.training.train`` / ``recon.evaluate.evaluate_run``.
+        train_hooks / progress: passed to ``recon.training.train`` / ``recon.workflows.eval.evaluate_run``.
     """
     cfg.validate()
     say = note or (lambda text: None)

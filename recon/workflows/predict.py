@@ -1,6 +1,6 @@
 """Single-image inference: a user image -> a mesh (.obj) and a turntable PNG strip; for a checkpoint
 trained with ``--colour`` also the mesh with its predicted vertex colours (.ply, .glb, see
-``recon.mesh_export``) and a turntable in those colours.
+``recon.report.mesh_export``) and a turntable in those colours.
 
 Images are framed like the model's training images (``recon.data.image_io``). What that framing
 is comes from the training data: the checkpoint's config names its dataset file (``data``), whose
@@ -41,7 +41,7 @@ from recon.data.schema import DatasetFormatError, validate
 from recon.distributed import resolve_device
 from recon.io import atomic_write_bytes
 from recon.mesh import save_obj
-from recon.mesh_export import glb_bytes, ply_bytes
+from recon.report.mesh_export import glb_bytes, ply_bytes
 from recon.models.colour import ImageSampleColourHead
 from recon.models.precision import check_precision, inference_precision
 from recon.report import render_mesh_rgb

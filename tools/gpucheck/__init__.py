@@ -29,10 +29,10 @@ One module per job: ``plans`` (the settings and the GPU / dry-run plans), ``mesh
 ``bench``, ``train`` (training + evaluation), ``report`` (JSON / Markdown) and ``run`` (the driver).
 """
 
-from recon.gpucheck.parity import PARITY_CASES
-from recon.gpucheck.plans import DRY_PLAN, GPU_PLAN, GpuCheckConfig, Plan
-from recon.gpucheck.report import REPORT_JSON, REPORT_MD, markdown_report
-from recon.gpucheck.run import run_gpu_check
+from tools.gpucheck.parity import PARITY_CASES
+from tools.gpucheck.plans import DRY_PLAN, GPU_PLAN, GpuCheckConfig, Plan
+from tools.gpucheck.report import REPORT_JSON, REPORT_MD, markdown_report
+from tools.gpucheck.run import run_gpu_check
 
 __all__ = ["GpuCheckConfig", "Plan", "GPU_PLAN", "DRY_PLAN", "PARITY_CASES", "run_gpu_check", "markdown_report",
            "REPORT_JSON", "REPORT_MD"]

@@ -8,11 +8,12 @@ from typing import Any, Callable
 import torch
 
 from recon import cameras
-from recon.benchmark import bench_train_step, time_fn
-from recon.gpucheck.meshes import deformed_spheres, projected
-from recon.gpucheck.plans import Plan
-from recon.render import BackendUnavailable, RasterSettings, get_renderer, softras_ext
-from recon.render.softras_torch import soft_silhouette_torch
+from tools.bench import bench_train_step, time_fn
+from tools.meshes import deformed_spheres, projected
+from tools.gpucheck.plans import Plan
+from recon.ops import silhouette_ext as softras_ext
+from recon.render import BackendUnavailable, RasterSettings, get_renderer
+from recon.ops.silhouette_torch import soft_silhouette_torch
 
 __all__ = ["bench", "backend_agreement"]
 

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from recon.gpucheck.plans import ERROR_TAIL, REPO_ROOT
+from tools.gpucheck.plans import ERROR_TAIL, REPO_ROOT
 from recon.io import atomic_write_bytes
 
 __all__ = ["cuda_test_files", "cuda_tests"]

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from recon.gpucheck.plans import REPO_ROOT
-from recon.render import softras_ext
+from tools.gpucheck.plans import REPO_ROOT
+from recon.ops import silhouette_ext as softras_ext
 
 __all__ = ["environment", "build"]
 

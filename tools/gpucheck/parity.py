@@ -6,10 +6,11 @@ from typing import Any, Callable
 
 import torch
 
-from recon.gpucheck.meshes import odd_faces, projected
-from recon.gpucheck.plans import Plan
-from recon.render import RasterSettings, softras_ext
-from recon.render.softras_torch import soft_silhouette_torch
+from tools.meshes import odd_faces, projected
+from tools.gpucheck.plans import Plan
+from recon.ops import silhouette_ext as softras_ext
+from recon.render import RasterSettings
+from recon.ops.silhouette_torch import soft_silhouette_torch
 
 __all__ = ["PARITY_CASES", "parity"]
 

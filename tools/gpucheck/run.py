@@ -12,14 +12,14 @@ from typing import Any, Callable
 
 import torch
 
-from recon.gpucheck import plans
-from recon.gpucheck.bench import bench
-from recon.gpucheck.cuda_testrun import cuda_tests
-from recon.gpucheck.environment import build, environment
-from recon.gpucheck.parity import parity
-from recon.gpucheck.plans import ERROR_TAIL, GpuCheckConfig, Plan
-from recon.gpucheck.report import write_report
-from recon.gpucheck.train import train_and_eval
+from tools.gpucheck import plans
+from tools.gpucheck.bench import bench
+from tools.gpucheck.cuda_testrun import cuda_tests
+from tools.gpucheck.environment import build, environment
+from tools.gpucheck.parity import parity
+from tools.gpucheck.plans import ERROR_TAIL, GpuCheckConfig, Plan
+from tools.gpucheck.report import write_report
+from tools.gpucheck.train import train_and_eval
 
 __all__ = ["run_gpu_check"]
 

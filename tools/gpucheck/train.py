@@ -10,8 +10,8 @@ from typing import Any
 
 from recon.config import EvalConfig, TrainConfig
 from recon.data.synthetic import build_synthetic
-from recon.evaluate import evaluate_run
-from recon.gpucheck.plans import Plan
+from recon.workflows.eval import evaluate_run
+from tools.gpucheck.plans import Plan
 from recon.runs import read_metrics
 from recon.training import TrainHooks, train
 
