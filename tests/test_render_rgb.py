@@ -152,8 +152,6 @@ def test_cpp_kernel_input_checks():
         ext.soft_forward(ndc, faces.int(), colors, *args)
     with pytest.raises(RuntimeError, match="dtype of verts"):
         ext.soft_forward(ndc, faces, colors.double(), *args)
-    with pytest.raises(RuntimeError, match="face indices"):
-        ext.soft_forward(ndc, faces + 1000, colors, *args)
     with pytest.raises(RuntimeError, match="background must have 3"):
         ext.soft_forward(ndc, faces, colors, *args[:-1], [0.0])
     with pytest.raises(RuntimeError, match="gamma must be positive"):
@@ -222,3 +220,14 @@ def test_cuda_source_compiles_with_nvcc(tmp_path):
     res = compile_cuda_source(csrc / "rgba" / "rgba_cuda.cu", [csrc / "rgba", csrc / "common"], tmp_path)
     assert res.returncode == 0, res.stderr[-4000:]
     assert (tmp_path / "out.o").stat().st_size > 0
+
+
+def test_bad_face_index_checked_by_the_wrapper_in_debug_mode(monkeypatch):
+    """The RGBA kernels no longer read faces back to the host; RECON_DEBUG_CHECKS=1 checks them in
+    the wrapper (recon.ops.checks)."""
+    kernel("cpp")
+    ndc, faces, colors = sphere(1, 1, seed=0, dtype=torch.float32)
+    monkeypatch.setenv("RECON_DEBUG_CHECKS", "1")
+    for render in (rgba_ext.soft_rgba_ext, rgba_ext.dibr_rgba_ext):
+        with pytest.raises(ValueError, match="face indices must be in"):
+            render(ndc, faces + 1000, colors, 16, 1e-3, 1e-2, kind="cpp")

@@ -20,6 +20,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from recon.ops import jit
+from recon.ops.checks import check_face_indices, debug_checks
 from recon.ops.rgba_soft_torch import check_rgba_inputs
 
 __all__ = ["KINDS", "extension_name", "load_extension", "soft_rgba_ext", "dibr_rgba_ext"]
@@ -112,6 +113,8 @@ def _prepare(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor,
     check_rgba_inputs(verts_ndc, faces, colors)
     if verts_ndc.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"verts_ndc must be float32 or float64, got {verts_ndc.dtype}")
+    if debug_checks():  # a host sync: off the hot path unless RECON_DEBUG_CHECKS=1 (recon.ops.checks)
+        check_face_indices(faces, verts_ndc.shape[1])
     kind = kind or ("cuda" if verts_ndc.is_cuda else "cpp")
     if kind == "cpp" and verts_ndc.is_cuda:
         raise ValueError("the cpp kernel runs on CPU tensors; use kind='cuda' for CUDA tensors")

@@ -31,14 +31,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from recon.ops.checks import check_face_indices
 from recon.ops.window_pairs import (WindowPairs, barycentric, edge_functions, pair_distance_sq, pixel_xy,
                                        window_pairs)
 
-__all__ = ["SOFTRAS_RGB_DEFAULTS", "soft_rgba_torch", "check_rgba_inputs", "RGBAPairs", "rgba_pairs",
+__all__ = ["soft_rgba_torch", "check_rgba_inputs", "RGBAPairs", "rgba_pairs",
            "rgba_image"]
 
 # SoftRas' defaults for the colour aggregation (gamma_val, near, far, eps, background_color).
-SOFTRAS_RGB_DEFAULTS = {"gamma": 1e-4, "near": 1.0, "far": 100.0, "eps": 1e-3, "background": (0.0, 0.0, 0.0)}
 
 
 def check_rgba_inputs(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> None:
@@ -73,8 +73,9 @@ class RGBAPairs:
 
 def rgba_pairs(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, image_size: int, cutoff_sq: float,
                background: tuple[float, ...] | torch.Tensor) -> RGBAPairs:
-    """Check the inputs of an RGBA render (one-line ``ValueError``) and enumerate its pairs."""
+    """Check the inputs of an RGBA render (one-line ``ValueError``, face indices included) and enumerate its pairs."""
     check_rgba_inputs(verts_ndc, faces, colors)
+    check_face_indices(faces, verts_ndc.shape[1])
     faces = faces.to(device=verts_ndc.device, dtype=torch.long)
     bg = torch.as_tensor(background, dtype=verts_ndc.dtype, device=verts_ndc.device).reshape(-1)
     if bg.numel() != colors.shape[-1]:

@@ -23,6 +23,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from recon.ops import jit
+from recon.ops.checks import check_face_indices, debug_checks
 
 __all__ = ["KINDS", "EMULATION", "PARITY_FWD_ATOL", "PARITY_GRAD_RTOL", "extension_name", "load_extension",
            "bin_faces", "soft_silhouette_ext"]
@@ -106,6 +107,8 @@ def _check_mesh(verts_ndc: torch.Tensor, faces: torch.Tensor) -> None:
         raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
     if verts_ndc.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"verts_ndc must be float32 or float64, got {verts_ndc.dtype}")
+    if debug_checks():  # a host sync: off the hot path unless RECON_DEBUG_CHECKS=1 (recon.ops.checks)
+        check_face_indices(faces, verts_ndc.shape[1])
 
 
 def _module_for(verts_ndc: torch.Tensor, kind: str | None) -> ModuleType:

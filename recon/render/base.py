@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 import torch
 
 from recon import cameras
+from recon.ops.checks import FacesSeen
 from recon.ops.settings import RasterSettings
 from recon.ops.unavailable import BackendUnavailable
 
@@ -30,6 +31,7 @@ class Renderer(ABC):
 
     def __init__(self, settings: RasterSettings | None = None):
         self.settings = settings or RasterSettings()
+        self._faces_seen = FacesSeen()  # face indices are checked once per faces tensor (recon.ops.checks)
 
     def set_sigma(self, sigma: float) -> None:
         """Change the silhouette sharpness (annealed during training)."""
@@ -58,6 +60,7 @@ class Renderer(ABC):
             raise ValueError(f"verts must be (B, V, 3), got {tuple(verts.shape)}")
         if faces.dim() != 2 or faces.shape[-1] != 3:
             raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
+        self._faces_seen.check(faces, verts.shape[1])
         return self.rasterize_ndc(self.project(verts, azimuth, elevation), faces.to(verts.device).long())
 
     def rgba(self, verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor, colors: torch.Tensor,
@@ -82,6 +85,7 @@ class Renderer(ABC):
         if colors.dim() != 3 or colors.shape[:2] != verts.shape[:2] or colors.shape[-1] != 3:
             raise ValueError(f"colors must be (B, V, 3) with (B, V) = {tuple(verts.shape[:2])}, got "
                              f"{tuple(colors.shape)}")
+        self._faces_seen.check(faces, verts.shape[1])
         ndc = self.project(verts, azimuth, elevation)
         return self.rasterize_rgba_ndc(ndc, faces.to(verts.device).long(), colors.to(ndc))
 
