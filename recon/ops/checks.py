@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import weakref
+from types import ModuleType
+from typing import Callable
 
 import torch
 
-__all__ = ["DEBUG_ENV", "debug_checks", "check_face_indices", "FacesSeen"]
+__all__ = ["DEBUG_ENV", "debug_checks", "check_mesh_shapes", "check_face_indices", "FacesSeen", "kernel_inputs"]
 
 DEBUG_ENV = "RECON_DEBUG_CHECKS"
 
@@ -39,6 +41,42 @@ def check_face_indices(faces: torch.Tensor, num_verts: int) -> None:
     lo, hi = (int(x) for x in torch.aminmax(faces.detach()))
     if lo < 0 or hi >= num_verts:
         raise ValueError(f"faces: face indices must be in [0, {num_verts}) (the vertex count), got [{lo}, {hi}]")
+
+
+def check_mesh_shapes(verts: torch.Tensor, faces: torch.Tensor, name: str = "verts_ndc") -> None:
+    """One-line ``ValueError`` unless ``verts`` is (B, V, 3) and ``faces`` (F, 3) (no value is read)."""
+    if verts.dim() != 3 or verts.shape[-1] != 3:
+        raise ValueError(f"{name} must be (B, V, 3), got {tuple(verts.shape)}")
+    if faces.dim() != 2 or faces.shape[-1] != 3:
+        raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
+
+
+def kernel_inputs(verts_ndc: torch.Tensor, faces: torch.Tensor, kind: str | None, load: Callable[[str], ModuleType],
+                  cpu_kinds: tuple[str, ...] = ("cpp",)) -> tuple[torch.Tensor, torch.Tensor, ModuleType]:
+    """The checks and conversions every fused-kernel wrapper does before calling its extension.
+
+    Args:
+        verts_ndc: (B, V, 3) float32/float64; faces: (F, 3) integer vertex indices.
+        kind: the extension kind; default "cuda" for CUDA tensors, else "cpp".
+        load: kind -> the compiled module (the family's ``load_extension``).
+        cpu_kinds: the kinds that run on CPU tensors only.
+    Returns:
+        contiguous ``verts_ndc``, ``faces`` as contiguous int64 on its device, and the module.
+    Raises:
+        ValueError: misshapen inputs, another dtype, a CPU kernel asked for CUDA tensors; face
+            indices outside ``[0, V)`` with ``RECON_DEBUG_CHECKS=1``.
+        BackendUnavailable: the kernel cannot be built here.
+    """
+    check_mesh_shapes(verts_ndc, faces)
+    if verts_ndc.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"verts_ndc must be float32 or float64, got {verts_ndc.dtype}")
+    if debug_checks():  # a host sync: off the hot path unless RECON_DEBUG_CHECKS=1
+        check_face_indices(faces, verts_ndc.shape[1])
+    kind = kind or ("cuda" if verts_ndc.is_cuda else "cpp")
+    if kind in cpu_kinds and verts_ndc.is_cuda:
+        raise ValueError(f"the {kind} kernel runs on CPU tensors; use kind='cuda' for CUDA tensors")
+    module = load(kind)
+    return verts_ndc.contiguous(), faces.to(device=verts_ndc.device, dtype=torch.long).contiguous(), module
 
 
 class FacesSeen:

@@ -20,7 +20,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from recon.ops import jit
-from recon.ops.checks import check_face_indices, debug_checks
+from recon.ops.checks import kernel_inputs
 from recon.ops.rgba_soft_torch import check_rgba_inputs
 
 __all__ = ["KINDS", "extension_name", "load_extension", "soft_rgba_ext", "dibr_rgba_ext"]
@@ -111,20 +111,12 @@ class _DibrRGBA(torch.autograd.Function):
 def _prepare(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, kind: str | None,
              background) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, ModuleType, list[float]]:
     check_rgba_inputs(verts_ndc, faces, colors)
-    if verts_ndc.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"verts_ndc must be float32 or float64, got {verts_ndc.dtype}")
-    if debug_checks():  # a host sync: off the hot path unless RECON_DEBUG_CHECKS=1 (recon.ops.checks)
-        check_face_indices(faces, verts_ndc.shape[1])
-    kind = kind or ("cuda" if verts_ndc.is_cuda else "cpp")
-    if kind == "cpp" and verts_ndc.is_cuda:
-        raise ValueError("the cpp kernel runs on CPU tensors; use kind='cuda' for CUDA tensors")
-    module = load_extension(kind)
+    verts_ndc, faces, module = kernel_inputs(verts_ndc, faces, kind, load_extension)
     bg = [float(x) for x in torch.as_tensor(background, dtype=torch.float64).reshape(-1).tolist()]
     if len(bg) != colors.shape[-1]:
         raise ValueError(f"background must have {colors.shape[-1]} values (one per colour channel), got {len(bg)}")
-    faces = faces.to(device=verts_ndc.device, dtype=torch.long).contiguous()
     colors = colors.to(dtype=verts_ndc.dtype).contiguous()
-    return verts_ndc.contiguous(), faces, colors, module, bg
+    return verts_ndc, faces, colors, module, bg
 
 
 def soft_rgba_ext(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, image_size: int, sigma: float,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from recon.ops.checks import check_face_indices
+from recon.ops.checks import check_face_indices, check_mesh_shapes
 from recon.ops.window_pairs import (WindowPairs, barycentric, edge_functions, pair_distance_sq, pixel_xy,
                                        window_pairs)
 
@@ -43,10 +43,7 @@ __all__ = ["soft_rgba_torch", "check_rgba_inputs", "RGBAPairs", "rgba_pairs",
 
 def check_rgba_inputs(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> None:
     """One-line ``ValueError`` for misshapen inputs of the RGBA renders."""
-    if verts_ndc.dim() != 3 or verts_ndc.shape[-1] != 3:
-        raise ValueError(f"verts_ndc must be (B, V, 3), got {tuple(verts_ndc.shape)}")
-    if faces.dim() != 2 or faces.shape[-1] != 3:
-        raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
+    check_mesh_shapes(verts_ndc, faces)
     if colors.dim() != 3 or colors.shape[:2] != verts_ndc.shape[:2]:
         raise ValueError(f"colors must be (B, V, C) with (B, V) = {tuple(verts_ndc.shape[:2])}, "
                          f"got {tuple(colors.shape)}")

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 import torch
 
 from recon import cameras
-from recon.ops.checks import FacesSeen
+from recon.ops.checks import FacesSeen, check_mesh_shapes
 from recon.ops.settings import RasterSettings
 from recon.ops.unavailable import BackendUnavailable
 
@@ -56,10 +56,7 @@ class Renderer(ABC):
         Returns:
             (B, S, S) silhouettes in [0, 1], row 0 at the top.
         """
-        if verts.dim() != 3 or verts.shape[-1] != 3:
-            raise ValueError(f"verts must be (B, V, 3), got {tuple(verts.shape)}")
-        if faces.dim() != 2 or faces.shape[-1] != 3:
-            raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
+        check_mesh_shapes(verts, faces, "verts")
         self._faces_seen.check(faces, verts.shape[1])
         return self.rasterize_ndc(self.project(verts, azimuth, elevation), faces.to(verts.device).long())
 
@@ -78,10 +75,7 @@ class Renderer(ABC):
         Raises:
             BackendUnavailable: the backend has no colour render.
         """
-        if verts.dim() != 3 or verts.shape[-1] != 3:
-            raise ValueError(f"verts must be (B, V, 3), got {tuple(verts.shape)}")
-        if faces.dim() != 2 or faces.shape[-1] != 3:
-            raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
+        check_mesh_shapes(verts, faces, "verts")
         if colors.dim() != 3 or colors.shape[:2] != verts.shape[:2] or colors.shape[-1] != 3:
             raise ValueError(f"colors must be (B, V, 3) with (B, V) = {tuple(verts.shape[:2])}, got "
                              f"{tuple(colors.shape)}")
