@@ -67,7 +67,7 @@ class Prediction:
     voxels: torch.Tensor  # (32, 32, 32) bool, ground truth
     iou: float
     record: int = -1      # index of its entry in EvalResult.per_object (-1: none)
-    colors: torch.Tensor | None = None  # (V, 3) predicted vertex colours in [0, 1]; None: a geometry-only model
+    colours: torch.Tensor | None = None  # (V, 3) predicted vertex colours in [0, 1]; None: a geometry-only model
 
 
 @dataclass
@@ -171,7 +171,7 @@ def evaluate(model: torch.nn.Module, renderer: Renderer, data: str | os.PathLike
                 kept[rec.name] = kept.get(rec.name, 0) + 1
                 result.predictions.append(Prediction(rec.category, rec.name, rec.object_id, views[0], images[0].cpu(),
                                                      verts[0].cpu(), grid, float(m["iou"][0]), record=first,
-                                                     colors=None if colours is None else colours[0].cpu()))
+                                                     colours=None if colours is None else colours[0].cpu()))
             if progress is not None:
                 progress(1)
         result.ground_truth = {**gt.describe(), "meshes": meshes}

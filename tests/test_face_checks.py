@@ -20,14 +20,14 @@ def _mesh() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("bad", [[[0, 1, 4]], [[0, -1, 2]]], ids=["past-the-end", "negative"])
 def test_reference_path_names_a_bad_face_index(bad):
-    verts, _, colors = _mesh()
+    verts, _, colours = _mesh()
     faces = torch.tensor(bad)
     with pytest.raises(ValueError, match=r"face indices must be in \[0, 4\)"):
         soft_silhouette_torch(verts, faces, 8, 1e-3, 1e-2)
     with pytest.raises(ValueError, match=r"face indices must be in \[0, 4\)"):
-        soft_rgba_torch(verts, faces, colors, 8, 1e-3, 1e-2)
+        soft_rgba_torch(verts, faces, colours, 8, 1e-3, 1e-2)
     with pytest.raises(ValueError, match=r"face indices must be in \[0, 4\)"):
-        dibr_rgba_torch(verts, faces, colors, 8, 1e-3, 1e-2, (0.0, 0.0, 0.0))
+        dibr_rgba_torch(verts, faces, colours, 8, 1e-3, 1e-2, (0.0, 0.0, 0.0))
     renderer = get_renderer("softras", impl="torch", image_size=8)
     with pytest.raises(ValueError, match=r"face indices must be in \[0, 4\)"):
         renderer.silhouettes(verts, faces, torch.zeros(1))

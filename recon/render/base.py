@@ -60,15 +60,15 @@ class Renderer(ABC):
         self._faces_seen.check(faces, verts.shape[1])
         return self.rasterize_ndc(self.project(verts, azimuth, elevation), faces.to(verts.device).long())
 
-    def rgba(self, verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor, colors: torch.Tensor,
+    def rgba(self, verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor, colours: torch.Tensor,
              elevation: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Colour render of ``verts`` with per-vertex ``colors`` seen from ``azimuth``.
+        """Colour render of ``verts`` with per-vertex ``colours`` seen from ``azimuth``.
 
         Args:
             verts: (B, V, 3) float world coordinates.
             faces: (F, 3) int64, shared by the batch.
             azimuth: (B,) degrees.
-            colors: (B, V, 3) per-vertex RGB.
+            colours: (B, V, 3) per-vertex RGB.
             elevation: optional (B,) or scalar degrees (default ``settings.elevation``).
         Returns:
             (B, 4, S, S): RGB then alpha (the backend's silhouette), row 0 at the top.
@@ -76,14 +76,14 @@ class Renderer(ABC):
             BackendUnavailable: the backend has no colour render.
         """
         check_mesh_shapes(verts, faces, "verts")
-        if colors.dim() != 3 or colors.shape[:2] != verts.shape[:2] or colors.shape[-1] != 3:
-            raise ValueError(f"colors must be (B, V, 3) with (B, V) = {tuple(verts.shape[:2])}, got "
-                             f"{tuple(colors.shape)}")
+        if colours.dim() != 3 or colours.shape[:2] != verts.shape[:2] or colours.shape[-1] != 3:
+            raise ValueError(f"colours must be (B, V, 3) with (B, V) = {tuple(verts.shape[:2])}, got "
+                             f"{tuple(colours.shape)}")
         self._faces_seen.check(faces, verts.shape[1])
         ndc = self.project(verts, azimuth, elevation)
-        return self.rasterize_rgba_ndc(ndc, faces.to(verts.device).long(), colors.to(ndc))
+        return self.rasterize_rgba_ndc(ndc, faces.to(verts.device).long(), colours.to(ndc))
 
-    def rasterize_rgba_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+    def rasterize_rgba_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
         """(B, V, 3) projected vertices, (F, 3) faces, (B, V, 3) colours -> (B, 4, S, S) RGBA."""
         raise BackendUnavailable(f"the {self.name} backend has no rgba render (backends with one: softras, dibr)")
 

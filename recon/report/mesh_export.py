@@ -1,10 +1,10 @@
 """Mesh files people open elsewhere: binary PLY and glTF 2.0 binary (.glb), both with per-vertex
 colours. Every file is written atomically (``recon.io.atomic_path``).
 
-Colour convention: ``colors`` are RGB in ``[0, 1]`` in the space of the dataset images (sRGB, as
+Colour convention: ``colours`` are RGB in ``[0, 1]`` in the space of the dataset images (sRGB, as
 stored in PNG). The PLY keeps them as sRGB bytes (what PLY readers expect); the GLB stores
 ``COLOR_0`` as float linear RGB, because glTF 2.0 defines vertex colours as linear multipliers
-(glTF viewers convert them back to sRGB on display). ``colors=None`` gives a neutral grey.
+(glTF viewers convert them back to sRGB on display). ``colours=None`` gives a neutral grey.
 
 The GLB is written here rather than by ``trimesh.Trimesh.export``: trimesh writes no material, and
 glTF's default material is fully metallic, which PBR viewers show nearly black; ours is a matte,
@@ -40,7 +40,7 @@ def _as_numpy(x: torch.Tensor | np.ndarray, dtype: type) -> np.ndarray:
 
 
 def _checked(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
-             colors: torch.Tensor | np.ndarray | None, path: str | os.PathLike
+             colours: torch.Tensor | np.ndarray | None, path: str | os.PathLike
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(V, 3) float32 verts, (F, 3) uint32 faces, (V, 3) float32 sRGB colours in [0, 1] (grey if None)."""
     v = _as_numpy(verts, np.float32)
@@ -53,14 +53,14 @@ def _checked(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
         raise ValueError(f"{path}: verts contain NaN or infinite values")
     if f.size and (f.min() < 0 or f.max() >= len(v)):
         raise ValueError(f"{path}: face indices must lie in [0, {len(v)}), got [{f.min()}, {f.max()}]")
-    if colors is None:
+    if colours is None:
         c = np.tile(np.asarray(DEFAULT_GREY, np.float32), (len(v), 1))
     else:
-        c = _as_numpy(colors, np.float32)
+        c = _as_numpy(colours, np.float32)
         if c.shape != v.shape:
-            raise ValueError(f"{path}: colors must have shape {tuple(v.shape)} like verts, got {tuple(c.shape)}")
+            raise ValueError(f"{path}: colours must have shape {tuple(v.shape)} like verts, got {tuple(c.shape)}")
         if not np.isfinite(c).all():
-            raise ValueError(f"{path}: colors contain NaN or infinite values")
+            raise ValueError(f"{path}: colours contain NaN or infinite values")
         c = np.clip(c, 0.0, 1.0)
     return v, f.astype(np.uint32), c
 
@@ -93,12 +93,12 @@ def _pad4(data: bytes, fill: bytes) -> bytes:
 
 
 def glb_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
-              colors: torch.Tensor | np.ndarray | None = None, name: str = "mesh",
+              colours: torch.Tensor | np.ndarray | None = None, name: str = "mesh",
               where: str | os.PathLike | None = None) -> bytes:
     """A glTF 2.0 binary holding one triangle mesh ``name``: POSITION, NORMAL, COLOR_0 (float linear
     RGB) and uint32 indices, with a matte double-sided material. Shapes as in ``save_glb``; errors
     name ``where`` (default ``name``)."""
-    v, f, c = _checked(verts, faces, colors, where or name)
+    v, f, c = _checked(verts, faces, colours, where or name)
     arrays = [(f.reshape(-1), _ELEMENT_ARRAY_BUFFER), (v, _ARRAY_BUFFER), (vertex_normals(v, f), _ARRAY_BUFFER),
               (srgb_to_linear(c).astype(np.float32), _ARRAY_BUFFER)]
     blob, views = b"", []
@@ -132,10 +132,10 @@ def glb_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray
 
 
 def ply_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
-              colors: torch.Tensor | np.ndarray | None = None, where: str | os.PathLike = "mesh") -> bytes:
+              colours: torch.Tensor | np.ndarray | None = None, where: str | os.PathLike = "mesh") -> bytes:
     """Binary little-endian PLY: float x, y, z and uchar red, green, blue (sRGB) per vertex, and
     ``vertex_indices`` (uchar count, int indices) per face. Shapes as in ``save_ply``; errors name ``where``."""
-    v, f, c = _checked(verts, faces, colors, where)
+    v, f, c = _checked(verts, faces, colours, where)
     vertex = np.empty(len(v), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
                                      ("red", "u1"), ("green", "u1"), ("blue", "u1")])
     vertex["x"], vertex["y"], vertex["z"] = v.T
@@ -152,24 +152,24 @@ def ply_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray
 
 
 def save_glb(path: str | os.PathLike, verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
-             colors: torch.Tensor | np.ndarray | None = None) -> None:
+             colours: torch.Tensor | np.ndarray | None = None) -> None:
     """Write a mesh as .glb atomically.
 
     Args:
         verts: (V, 3) float positions.
         faces: (F, 3) integer 0-based vertex indices.
-        colors: (V, 3) sRGB in [0, 1] (clipped), or None for ``DEFAULT_GREY``; stored linear (glTF).
+        colours: (V, 3) sRGB in [0, 1] (clipped), or None for ``DEFAULT_GREY``; stored linear (glTF).
     Raises:
         ValueError: wrong shapes, non-finite values or out-of-range indices (message names ``path``).
     """
-    data = glb_bytes(verts, faces, colors, name=Path(path).stem, where=path)
+    data = glb_bytes(verts, faces, colours, name=Path(path).stem, where=path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
 def save_ply(path: str | os.PathLike, verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
-             colors: torch.Tensor | np.ndarray | None = None) -> None:
+             colours: torch.Tensor | np.ndarray | None = None) -> None:
     """Write a mesh as binary .ply with per-vertex sRGB bytes atomically. Arguments as ``save_glb``."""
-    data = ply_bytes(verts, faces, colors, where=path)
+    data = ply_bytes(verts, faces, colours, where=path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
