@@ -2,7 +2,8 @@
 
     python -m pipelines.convert synthetic --out data/synthetic.h5 [--per-category 300] [--seed 0]
     python -m pipelines.convert meshes    --src my_meshes/ --out data/mine.h5 [--split 0.8,0.1,0.1]
-    python -m pipelines.convert softras   --src softras_data/ --out data/shapenet.h5 [--voxel-axes auto]
+    python -m pipelines.convert nmr       --src softras_data/ --out data/shapenet.h5 [--voxel-axes auto]
+                                          ("softras", the earlier name, still works)
     python -m pipelines.convert validate  data/synthetic.h5
 
 Converters show progress bars, then objects per category and split, file size and time. Bad
@@ -27,10 +28,11 @@ from pipelines.cli import OneLineParser, console, err_console, user_errors  # no
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m pipelines.convert", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{synthetic,meshes,softras,validate}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{synthetic,meshes,nmr,validate}")
 
-    def command(name: str, summary: str, description: str, workers: bool = True) -> argparse.ArgumentParser:
-        q = sub.add_parser(name, help=summary, description=description)
+    def command(name: str, summary: str, description: str, workers: bool = True,
+                aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=summary, description=description, aliases=list(aliases))
         q.add_argument("--out", required=True, help="output HDF5 file (written atomically: temp file + rename)")
         q.add_argument("--classes", help="comma-separated subset of categories, by key (03001627) or name (chair)")
         if workers:
@@ -52,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--src", required=True, help="source folder")
     q.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test ratios summing to 1 (default: %(default)s)")
     q.add_argument("--seed", type=int, default=0, help="seed of the per-category split shuffle (default: %(default)s)")
-    q = command("softras", "convert SoftRas/NMR .npz files", "Convert <classid>_<split>_images.npz / _voxels.npz "
-                "(SoftRas/NMR ShapeNet renders), streaming one object at a time.", workers=False)
+    q = command("nmr", "convert SoftRas/NMR .npz files (alias: softras)", "Convert <classid>_<split>_images.npz / "
+                "_voxels.npz (the NMR ShapeNet renders SoftRas trains on), streaming one object at a time.",
+                workers=False, aliases=("softras",))
     q.add_argument("--src", required=True, help="folder with the .npz files")
     q.add_argument("--voxel-axes", default="auto",
                    help="how NMR voxel axes map onto ours: auto (detect per class from the alpha masks, default), nmr "

@@ -21,9 +21,12 @@ from recon.data.synthetic import build_synthetic, split_sizes
 from recon.data.voxel_axes import canonical_axes
 from recon.io import check_output_file
 
-__all__ = ["COMMANDS", "MAX_COUNT", "ConvertConfig", "convert", "summary_table"]
+__all__ = ["COMMANDS", "COMMAND_ALIASES", "MAX_COUNT", "ConvertConfig", "convert", "summary_table"]
 
-COMMANDS = ("synthetic", "meshes", "softras", "validate")
+COMMANDS = ("synthetic", "meshes", "nmr", "validate")
+# names of earlier releases: "softras" (the converter of SoftRas/NMR .npz files) is "nmr" since "softras" names
+# the renderer backend (and "softras-iou" the 3D-IoU protocol)
+COMMAND_ALIASES = {"softras": "nmr"}
 MAX_COUNT = 1_000_000  # objects per category and split, workers: beyond this a typo, not a dataset (memory, disk)
 
 
@@ -34,7 +37,7 @@ class ConvertConfig:
     command: str
     out: str = ""  # output HDF5 file (all but validate)
     path: str = ""  # validate: the file to check
-    src: str = ""  # meshes, softras: source folder
+    src: str = ""  # meshes, nmr: source folder
     classes: str | None = None  # comma-separated category keys or names
     workers: int | None = None  # synthetic, meshes: processes (None: every core)
     no_progress: bool = False
@@ -43,7 +46,10 @@ class ConvertConfig:
     test: int | None = None  # synthetic: test objects per category (likewise)
     seed: int = 0  # synthetic: dataset seed; meshes: split shuffle seed
     split: str = "0.8,0.1,0.1"  # meshes: train,val,test ratios
-    voxel_axes: str = "auto"  # softras: auto, nmr, identity or a signed permutation
+    voxel_axes: str = "auto"  # nmr: auto, nmr, identity or a signed permutation
+
+    def __post_init__(self) -> None:
+        self.command = COMMAND_ALIASES.get(self.command, self.command)
 
     def validate(self) -> None:
         """Raise ``ValueError`` (one line naming the flag) for a bad value; reads and writes nothing."""
@@ -60,7 +66,7 @@ class ConvertConfig:
         self.class_list()
         if self.command == "meshes":
             parse_split(self.split, "--split")
-        if self.command == "softras" and self.voxel_axes != "auto":
+        if self.command == "nmr" and self.voxel_axes != "auto":
             canonical_axes(self.voxel_axes)
 
     def class_list(self) -> list[str] | None:

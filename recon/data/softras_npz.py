@@ -255,7 +255,7 @@ def convert_softras(
 
     bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not progress)
     with DatasetWriter(out_path, voxel_protocol="softras") as writer, bar:
-        task = bar.add_task("softras", total=sum(counts.values()))
+        task = bar.add_task("nmr", total=sum(counts.values()))
         for cls, per_split in inputs.items():
             writer.add_category(cls, category_name(cls), source=f"softras-npz:{src}",
                                 voxel_transform=transforms[cls][0], voxel_transform_note=transforms[cls][1],
