@@ -20,7 +20,7 @@ from recon.data.schema import validate as validate_dataset
 from recon.io import atomic_write_bytes, check_output_dir
 from recon.models.encoders import ENCODERS
 from recon.models.precision import PRECISION_HELP, PRECISIONS, check_precision
-from recon.ops.voxelize import check_protocol
+from recon.ops.voxelize import DEFAULT_PROTOCOL, PROTOCOL_ALIASES, PROTOCOL_CHOICES, check_protocol
 from recon.render import BACKENDS, RGBA_BACKENDS
 
 __all__ = ["TrainConfig", "EvalConfig", "CompareConfig", "DemoConfig", "VIEWS_HELP", "parse_views", "add_dataclass_args", "config_from_args",
@@ -200,9 +200,9 @@ class EvalConfig:
     backend: str = field(default="softras",
                          metadata={"help": "renderer for the silhouette loss: " + " | ".join(BACKENDS)})
     impl: str = field(default="auto", metadata={"help": "softras / dibr implementation: auto | torch | cpp | cuda"})
-    protocol: str = field(default="softras", metadata={
-        "help": "3D IoU protocol: softras (SoftRas/NMR evaluate_iou, the published numbers) | exact (ray parity at "
-                "the cell centres of [-0.5, 0.5]^3)", "choices": ("softras", "exact")})
+    protocol: str = field(default=DEFAULT_PROTOCOL, metadata={
+        "help": "3D IoU protocol: softras-iou (SoftRas/NMR evaluate_iou, the published numbers; old name: softras) | "
+                "exact (ray parity at the cell centres of [-0.5, 0.5]^3)", "choices": PROTOCOL_CHOICES})
     encoder: str | None = field(default=None, metadata={"help": "expected encoder; error if the checkpoint differs"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     precision: str = field(default="auto", metadata={
@@ -214,6 +214,9 @@ class EvalConfig:
     json: str | None = field(default=None, metadata={"help": "write results here (default: RUN/eval_<split>.json)"})
     figures: int = field(default=2, metadata={"help": "Fig. 2 rows per category (0 = none)"})
     out: str | None = field(default=None, metadata={"help": "figure/mesh directory (default: RUN/eval_<split>)"})
+
+    def __post_init__(self) -> None:
+        self.protocol = PROTOCOL_ALIASES.get(self.protocol, self.protocol)  # "softras" -> "softras-iou"
 
     def validate(self) -> None:
         """Reject bad flag values before any file is read (one-line ValueError naming the flag).
@@ -249,8 +252,9 @@ class CompareConfig:
     max_per_category: int = field(default=0, metadata={"help": "evaluate the first N objects per category (0 = all)"})
     checkpoint: str = field(default="best", metadata={"help": "evaluate best.pt (by val IoU) or last.pt",
                                                       "choices": ("best", "last")})
-    protocol: str = field(default="softras", metadata={"help": "3D IoU protocol: softras | exact (see pipelines.eval)",
-                                                       "choices": ("softras", "exact")})
+    protocol: str = field(default=DEFAULT_PROTOCOL, metadata={
+        "help": "3D IoU protocol: softras-iou (old name: softras) | exact (see pipelines.eval)",
+        "choices": PROTOCOL_CHOICES})
     classes: str | None = field(default=None, metadata={
         "help": "comma-separated category keys or names the dataset must hold exactly (error otherwise; convert "
                 "with --classes)"})
@@ -259,6 +263,9 @@ class CompareConfig:
                 "them"})
     figures: int = field(default=2, metadata={"help": "Fig. 2 rows per category"})
     full_metrics: bool = field(default=True, metadata={"help": "also compute Chamfer distance and F-score"})
+
+    def __post_init__(self) -> None:
+        self.protocol = PROTOCOL_ALIASES.get(self.protocol, self.protocol)  # "softras" -> "softras-iou"
 
     def encoder_names(self) -> list[str]:
         """``--encoders`` as a list; unknown names raise ValueError listing the valid ones."""

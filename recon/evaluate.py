@@ -1,5 +1,5 @@
 """Evaluation under a 3D-IoU protocol: predict a mesh from every (selected) view of every object
-of a split, voxelize it at 32^3 under the protocol (``recon.ops.voxelize``; default ``softras``, the
+of a split, voxelize it at 32^3 under the protocol (``recon.ops.voxelize``; default ``softras-iou``, the
 published one) and score 3D IoU against the ground truth made under the same protocol
 (``recon.data.ground_truth``), plus silhouette loss, Chamfer and F-score; average per
 category, then the unweighted mean over categories.
@@ -121,7 +121,7 @@ def evaluate(model: torch.nn.Module, renderer: Renderer, data: str | os.PathLike
             when the file stores meshes, else against the GT grid's surface cells).
         keep_predictions: keep this many predictions per category (view ``views[0]`` of the first objects).
         progress: called with the number of objects done after each object.
-        protocol: ``"softras"`` (published) or ``"exact"`` (``recon.ops.voxelize``).
+        protocol: ``"softras-iou"`` (published; old name ``"softras"``) or ``"exact"`` (``recon.ops.voxelize``).
         colour_scores: for a model with a colour head, also score the colours (``recon.colour``: ``psnr``,
             ``l1``, ``psnr_novel``, ``l1_novel`` and the mean-colour baseline's, prefixed ``mean_colour_``);
             needs a renderer with ``rgba``.
@@ -129,7 +129,7 @@ def evaluate(model: torch.nn.Module, renderer: Renderer, data: str | os.PathLike
         EvalResult with per-category {loss, iou, chamfer, fscore, n} and one ``per_object`` entry per
         (object, view).
     """
-    check_protocol(protocol, "protocol")
+    protocol = check_protocol(protocol, "protocol")
     was_training = model.training
     model.eval()
     faces = model.faces

@@ -44,7 +44,7 @@ from recon.data.normalize import unit_cube_transform
 from recon.data.raster import render_views
 from recon.data.schema import SPLITS, VOXEL_RES, DatasetInfo, DatasetWriter, validate
 from recon.ops.voxelize_exact import voxelize, winding_occupancy
-from recon.ops.voxelize import PROTOCOLS, grid_bounds
+from recon.ops.voxelize import PROTOCOLS, SOFTRAS_IOU, grid_bounds
 from recon.data.ground_truth import ground_truth_grid
 
 __all__ = ["MESH_EXTENSIONS", "MeshError", "find_meshes", "load_mesh", "occupancy", "split_counts", "parse_split",
@@ -230,7 +230,7 @@ def _convert(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
         grids = ground_truth_grids(verts, faces)
     except (ValueError, RuntimeError, IndexError, MemoryError) as e:
         return f"processing failed ({type(e).__name__}: {' '.join(str(e).split())[:120]})"
-    return images, pack_voxels(grids["softras"]), pack_voxels(grids["exact"]), verts, faces
+    return images, pack_voxels(grids[SOFTRAS_IOU]), pack_voxels(grids["exact"]), verts, faces
 
 
 def split_counts(n: int, ratios: Sequence[float]) -> list[int]:
@@ -329,7 +329,7 @@ def convert_meshes(
         # Pass 2: render + voxelize, written in a fixed order.
         jobs = [(key, s, p) for key, splits in plan.items() for s in SPLITS for p in splits[s]]
         task = bar.add_task("rendering + voxelizing", total=len(jobs))
-        with DatasetWriter(out_path, voxel_protocol="softras", grids=("exact",), meshes=True) as writer:
+        with DatasetWriter(out_path, voxel_protocol=SOFTRAS_IOU, grids=("exact",), meshes=True) as writer:
             for key, splits in plan.items():
                 writer.add_category(key, category_name(key), source=f"meshes:{shown(src_dir)}",
                                     rgb_convention="Lambert shaded, premultiplied over black (background 0)",

@@ -34,6 +34,7 @@ from rich.progress import MofNCompleteColumn, Progress
 
 from recon.data.categories import category_name, resolve_categories
 from recon.data.schema import SPLITS, VOXEL_RES, DatasetInfo, DatasetWriter, validate
+from recon.ops.voxelize import SOFTRAS_IOU
 from recon.data.voxel_axes import NMR_AXES, apply_axes, canonical_axes, detect_axes
 from recon.signals import check
 
@@ -254,7 +255,7 @@ def convert_softras(
         transforms[cls] = (spec, note)
 
     bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not progress)
-    with DatasetWriter(out_path, voxel_protocol="softras") as writer, bar:
+    with DatasetWriter(out_path, voxel_protocol=SOFTRAS_IOU) as writer, bar:
         task = bar.add_task("nmr", total=sum(counts.values()))
         for cls, per_split in inputs.items():
             writer.add_category(cls, category_name(cls), source=f"softras-npz:{src}",
