@@ -17,7 +17,7 @@ from PIL import Image
 from recon import cameras
 from recon.data.raster import render_views
 from recon.models import Reconstructor
-from recon.report.figures import COLOUR_AMBIENT, face_shading, figure_predictions, render_mesh_rgb
+from recon.report.figures import COLOUR_AMBIENT, figure_predictions, shading_from_views, render_mesh_rgb
 
 SPREAD = 40  # max - min over RGB (0-255) above which a pixel counts as coloured
 
@@ -58,7 +58,7 @@ def test_white_vertex_colours_reproduce_the_dataset_renderers_lambert_shading() 
                                        ambient=COLOUR_AMBIENT))
     assert (coloured < 250).sum() > 5000  # the mesh is there
     assert np.abs(coloured - reference).max() <= 2.0
-    shade = face_shading(verts, faces, cameras.view_azimuths(torch.tensor([3, 9])))
+    shade = shading_from_views(verts, faces, cameras.view_azimuths(torch.tensor([3, 9])))
     assert shade.shape == (2, 1280) and float(shade.min()) >= COLOUR_AMBIENT - 1e-6 and float(shade.max()) <= 1 + 1e-6
 
 

@@ -5,7 +5,7 @@ Mesh renders are Lambert-shaded on white, with the light fixed in the camera fra
 (``recon.data.raster.DEFAULT_LIGHT``). A mesh without colours is drawn by the dataset's renderer
 (``render_views``: flat grey faces, 3x3 supersampled coverage). A mesh with per-vertex colours (a
 coloured run's prediction) is drawn as ``colour * shade``: the same flat per-face shade
-(``face_shading``, with a larger ambient term, ``COLOUR_AMBIENT``, since predicted colours already
+(``shading_from_views``, with a larger ambient term, ``COLOUR_AMBIENT``, since predicted colours already
 carry some of the images' shading) times the vertex colours interpolated across the face, through
 the DIB-R-style hard rasterizer (``recon.ops.rgba.dibr_rgba``, its torch reference: no kernel
 build) at the same 3x3 samples per pixel, averaged down. With white colours and the same ambient
@@ -40,7 +40,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 
-__all__ = ["FIG_VIEWS", "MANIFEST_NAME", "COLOUR_AMBIENT", "face_shading", "render_mesh_rgb",
+__all__ = ["FIG_VIEWS", "MANIFEST_NAME", "COLOUR_AMBIENT", "shading_from_views", "render_mesh_rgb",
            "figure_predictions", "prediction_mesh_name", "save_prediction_meshes", "plot_curves"]
 
 FIG_VIEWS = (3, 9, 15)  # three viewpoints 90 degrees apart, none of them a canonical side view
@@ -57,7 +57,7 @@ def _save_figure(fig: Any, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def face_shading(verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor,
+def shading_from_views(verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor,
                  light_dir: Sequence[float] = DEFAULT_LIGHT, ambient: float = COLOUR_AMBIENT) -> torch.Tensor:
     """Lambert shade of every face seen from each azimuth, as ``render_views`` shades its faces
     (``recon.data.raster.face_shading``, here with the coloured renders' ambient term).
@@ -74,7 +74,7 @@ def face_shading(verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor
 
 def _render_coloured(verts: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, views: Sequence[int],
                      image_size: int) -> np.ndarray:
-    """Each face's corner colours times its ``face_shading`` (faces get their own corners, so the
+    """Each face's corner colours times its ``shading_from_views`` (faces get their own corners, so the
     shade stays flat while the colours interpolate), rendered by ``dibr_rgba`` at ``_SUPERSAMPLE`` x
     the size, averaged down (premultiplied) and composited on white. Returns (len(views), S, S, 3) uint8."""
     if colours.shape != verts.shape:
@@ -82,7 +82,7 @@ def _render_coloured(verts: torch.Tensor, faces: torch.Tensor, colours: torch.Te
                          f"{tuple(colours.shape)}")
     azimuth = cameras.view_azimuths(torch.as_tensor(list(views)))
     n, nf = azimuth.shape[0], faces.shape[0]
-    shade = face_shading(verts, faces, azimuth)  # (n, F)
+    shade = shading_from_views(verts, faces, azimuth)  # (n, F)
     corner_colours = (colours.clamp(0, 1)[faces][None] * shade[..., None, None]).reshape(n, 3 * nf, 3)
     corners = verts[faces].reshape(1, 3 * nf, 3).expand(n, -1, -1)
     own_faces = torch.arange(3 * nf).view(nf, 3)
