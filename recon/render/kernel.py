@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from recon.ops.impl import ImplChoice
+from recon.ops.impl import CHOICES, ImplChoice
 from recon.render.base import RasterSettings, Renderer
 
 __all__ = ["KernelRenderer"]
@@ -35,6 +35,8 @@ class KernelRenderer(Renderer):
     def __init__(self, settings: RasterSettings | None = None, impl: str = "auto",
                  device: torch.device | str | None = None):
         super().__init__(settings)
+        if impl not in CHOICES:  # named after the backend: the dibr renderer uses the rgba ops' choice
+            raise ValueError(f"unknown {self.name} impl {impl!r}; valid impls: {', '.join(CHOICES)}")
         self.choice.check_requested(impl)
         self.requested_impl = impl
         default = "cuda" if impl == "cuda" else "cpu"
