@@ -11,7 +11,8 @@ import torch
 
 from recon import cameras, mesh
 from recon.render import BackendUnavailable, RasterSettings, get_renderer
-from recon.ops import jit, softras_ext
+from recon.ops import jit
+from recon.ops import silhouette_ext as softras_ext
 from recon.render.softras import available_impls
 from recon.ops.silhouette_torch import soft_silhouette_torch
 from recon.ops.window_pairs import face_windows
