@@ -221,7 +221,7 @@ class EvalConfig:
     def validate(self) -> None:
         """Reject bad flag values before any file is read (one-line ValueError naming the flag).
         What needs the files (views vs the dataset, the checkpoint, writable outputs) is checked
-        by ``recon.evaluate.evaluate_run`` before it computes anything."""
+        by ``recon.workflows.eval.evaluate_run`` before it computes anything."""
         if not self.checkpoint.strip():
             raise ValueError("--checkpoint must name a run directory or a checkpoint file, got an empty string")
         if self.split not in ("train", "val", "test"):
