@@ -23,29 +23,22 @@ records and tensors (``EvalResult``, ``Prediction``); it writes no file. The who
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from recon import cameras
-from recon.colour import colour_record, object_colour_scores
-from recon.config import EvalConfig, parse_views
+from recon.colour import object_colour_scores
+from recon.config import parse_views
 from recon.data.dataset import iter_objects, split_categories
 from recon.data.schema import validate
-from recon.distributed import resolve_device
-from recon.io import check_output_dir, check_output_file, check_writable_file, write_json
 from recon.losses import iou_loss
 from recon.metrics import iou_3d, mesh_metrics, sample_mesh_surface
 from recon.ops.voxelize import DEFAULT_PROTOCOL, check_protocol, voxelize
 from recon.data.ground_truth import GroundTruth
-from recon.render import RGBA_BACKENDS, get_renderer
 from recon.render.base import Renderer
-from recon.models.precision import inference_precision
-from recon.runs import load_model, lock_holder, resolve_checkpoint, run_dir_of
 
 __all__ = ["parse_views", "EvalResult", "Prediction", "evaluate", "template_row", "mean_shape_row", "oracle_row",
            "reference_rows", "eval_record", "GT_POINTS", "GT_POINTS_SEED"]
