@@ -225,13 +225,13 @@ def test_colour_training_and_eval_end_to_end(tiny_dataset: str, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import trimesh
 
-    import recon.evaluate
+    import recon.report.eval_figures
     from recon.data.dataset import iter_objects
 
     pages = []
-    write_page = recon.evaluate.write_viewer_page
-    monkeypatch.setattr(recon.evaluate, "write_viewer_page", lambda items, *a, **k: (pages.append(items),
-                                                                                     write_page(items, *a, **k)))
+    write_page = recon.report.eval_figures.write_viewer_page
+    monkeypatch.setattr(recon.report.eval_figures, "write_viewer_page",
+                        lambda items, *a, **k: (pages.append(items), write_page(items, *a, **k)))
     out = tmp_path / "colour"
     train(_train_cfg(tiny_dataset, out, colour=True))
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

@@ -86,6 +86,9 @@ def voxelize(verts: torch.Tensor, faces: torch.Tensor, resolution: int = 32,
     Raises:
         ValueError: unknown protocol or bad inputs.
     """
-    if check_protocol(protocol, "protocol") == SOFTRAS_IOU:
+    name = PROTOCOL_ALIASES.get(protocol, protocol)
+    if name == SOFTRAS_IOU:
         return voxelize_softras(verts, faces, resolution)
-    return voxelize_exact(verts, faces, resolution)
+    if name == "exact":
+        return voxelize_exact(verts, faces, resolution)
+    raise ValueError(f"unknown voxelization protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
