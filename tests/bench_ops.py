@@ -41,9 +41,6 @@ def bench_rgba(batches: tuple[int, ...] = (16, 64), repeats: int = 5, device: st
     Returns:
         One record per (render, impl, batch).
     """
-    # imported here: tools.bench imports the renderers (and the training stack) itself
-    from tools.bench import deformed_template, time_fn
-
     dev = torch.device(device)
     usable = [i for i, why in available_impls(dev).items() if why is None and (not impls or i in impls)]
     settings = RasterSettings(image_size=image_size)
