@@ -132,6 +132,9 @@ class TrainConfig:
     tensorboard: bool = field(default=True, metadata={"help": "log to RUN/tb when tensorboard is installed"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = the cores idle at start, at least 1; "
                                                       "config.json records the result)"})
+    flush_denormal: bool = field(default=True, metadata={
+        "help": "flush subnormal floats to zero on CPU (x86 computes them in microcode: the step slows ~2x once "
+                "they appear, a few hundred steps in); --no-flush-denormal computes them exactly"})
 
     def validate(self) -> list[int]:
         """``check_flags()``, then the files: ``--out`` can become a run directory, the dataset has a

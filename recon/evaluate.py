@@ -51,6 +51,7 @@ from recon.report import (figure_predictions, prediction_mesh_name, save_predict
                           write_viewer_page)
 from recon.models.precision import inference_precision
 from recon.runs import load_model, lock_holder, resolve_checkpoint, run_dir_of
+from recon.runtime import flush_denormals
 
 __all__ = ["parse_views", "EvalResult", "Prediction", "evaluate", "template_row", "mean_shape_row", "oracle_row",
            "reference_rows", "eval_record", "evaluate_run", "GT_POINTS", "GT_POINTS_SEED"]
@@ -329,6 +330,7 @@ def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = 
     """
     cfg.validate()
     say = note or (lambda text: None)
+    flush_denormals()  # recon.runtime: subnormal floats cost microcode time and change no IoU
     device = resolve_device(cfg.device)
     ckpt = resolve_checkpoint(cfg.checkpoint)
     info = validate(cfg.data, require_splits=("train", cfg.split))  # train: the mean-shape reference row

@@ -46,7 +46,7 @@ from recon.models.colour import ImageSampleColourHead
 from recon.models.precision import check_precision, inference_precision
 from recon.report import render_mesh_rgb
 from recon.runs import load_model, resolve_checkpoint
-from recon.runtime import one_thread
+from recon.runtime import flush_denormals, one_thread
 
 __all__ = ["TURNTABLE_VIEWS", "FILL_SAMPLE_OBJECTS", "PredictOutput", "Predictor", "output_names", "training_fills",
            "turntable_png", "estimate_input_view", "check_view"]
@@ -200,6 +200,7 @@ class Predictor:
             CheckpointError: no usable checkpoint; ValueError: bad device or precision.
         """
         check_precision(precision)
+        flush_denormals()  # as training and evaluation (recon.runtime)
         dev = resolve_device(device)
         path = resolve_checkpoint(checkpoint)
         model, state = load_model(path, dev)

@@ -54,7 +54,7 @@ from recon.models.precision import PrecisionChoice, choose_training_precision
 from recon.render import Renderer, get_renderer
 from recon.runs import (CKPT_DIR, MetricsLog, RunLock, check_resumable, clean_run_dir, find_resume_checkpoint,
                         resume_differences, save_best_checkpoint, save_step_checkpoint, step_checkpoints)
-from recon.runtime import choose_threads, tune_allocator
+from recon.runtime import choose_threads, flush_denormals, tune_allocator
 from recon.signals import Interrupted, graceful_stop, ignore_stop_signals, signal_name
 
 __all__ = ["TrainingError", "schedule", "SilhouetteObjective", "make_optimizer", "gradients_finite",
@@ -330,6 +330,7 @@ class Trainer:
         else:
             threads, why = cfg.threads or torch.get_num_threads(), "requested" if cfg.threads else "torch default"
         torch.set_num_threads(threads)
+        flush_denormals(cfg.flush_denormal)
         old_precision = None if old is None else old["config"].get("precision", "fp32")  # unrecorded: fp32
         if cfg.precision == "auto" and old_precision in ("fp32", "bf16"):
             choice = PrecisionChoice(old_precision, "auto: as the resumed checkpoint")
