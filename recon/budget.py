@@ -44,7 +44,7 @@ def validations_between(step: int, iterations: int, val_every: int) -> int:
 
 
 def plan_budget(plan: Plan, step: int, seconds_left: float, step_s: float, val_s: float, val_every: int,
-                decay_at: float) -> Plan:
+                decay_at: float, floor: int = 0) -> Plan:
     """The plan that ends the run when ``seconds_left`` are spent.
 
     Args:
@@ -55,9 +55,10 @@ def plan_budget(plan: Plan, step: int, seconds_left: float, step_s: float, val_s
         val_s: expected seconds per validation + checkpoint.
         val_every: validation period in steps (the run validates at its last step as well).
         decay_at: where the decay goes, as a fraction of the planned steps (until it is reached).
+        floor: train at least this many steps, whatever the clock says (the demo's minimum).
     Returns:
         ``iterations >= step``: as many steps as fit with the validations they bring; ``step`` itself
-        when none fits (the run then validates, checkpoints and stops at once).
+        when none fits (the run then validates, checkpoints and stops at once); at least ``floor``.
     """
     if not (step_s > 0 and math.isfinite(step_s)):
         raise ValueError(f"step_s must be a positive finite number of seconds, got {step_s}")
@@ -70,7 +71,7 @@ def plan_budget(plan: Plan, step: int, seconds_left: float, step_s: float, val_s
         mid = (low + high + 1) // 2
         low, high = (mid, high) if cost(mid) <= seconds_left else (low, mid - 1)
     steps = low
-    iterations = step + steps
+    iterations = max(step + steps, floor)
     if step >= plan.decay_step:
         return Plan(iterations, plan.decay_step)
     return Plan(iterations, max(int(decay_at * iterations), step))
@@ -88,12 +89,14 @@ class BudgetSteer:
         val_s: first estimate of a validation's seconds (the calibration's); replaced by measurements.
         every_s: re-plan at most this often between validations.
         window: steps the rate is measured over (the most recent, validations excluded).
+        floor: never plan fewer steps than this.
         clock: seconds, monotonic (``time.monotonic``; tests pass a synthetic clock).
     """
 
     def __init__(self, plan: Plan, deadline: float, val_every: int, decay_at: float, val_s: float,
-                 every_s: float = 20.0, window: int = 50, clock: Callable[[], float] = time.monotonic):
-        self.plan, self.deadline, self.val_every, self.decay_at = plan, deadline, val_every, decay_at
+                 every_s: float = 20.0, window: int = 50, floor: int = 0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.plan, self.deadline, self.val_every, self.decay_at, self.floor = plan, deadline, val_every, decay_at, floor
         self.val_s, self.every_s, self.clock = val_s, every_s, clock
         self._durations: deque[float] = deque(maxlen=window)
         self._last: float | None = None
@@ -122,7 +125,7 @@ class BudgetSteer:
             return None
         self._last_plan_t = now
         new = plan_budget(self.plan, step, self.deadline - now, self.step_s(), self.val_s, self.val_every,
-                          self.decay_at)
+                          self.decay_at, self.floor)
         if new == self.plan:
             return None
         self.history.append({"step": step, "step_ms": round(1e3 * self.step_s(), 1), "val_s": round(self.val_s, 2),

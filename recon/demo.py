@@ -186,7 +186,8 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
             f"{'lr/sigma' if tc.lr_schedule == 'step' else 'sigma'} decay at step {decay_step}"
             + ("; re-planned from the measured rate as it trains" if tc.lr_schedule == "step" else ""))
         if tc.lr_schedule == "step":  # cosine's lr depends on the steps at every step: no exact rerun if they move
-            steer = BudgetSteer(Plan(tc.iterations, decay_step), deadline, tc.val_every, tc.decay_at, calibration.val_s)
+            steer = BudgetSteer(Plan(tc.iterations, decay_step), deadline, tc.val_every, tc.decay_at, calibration.val_s,
+                                floor=STEP_MULTIPLE)
             train_hooks = SteeredHooks(train_hooks or TrainHooks(), steer, say)
     say(f"[2/3] training {tc.encoder} for {tc.iterations} steps x batch {tc.batch_size} on {device}")
     train(tc, train_hooks)

@@ -4,10 +4,12 @@ published one) and score 3D IoU against the ground truth made under the same pro
 (``recon.protocols.ground_truth``), plus silhouette loss, Chamfer and F-score; average per
 category, then the unweighted mean over categories.
 
-Three reference rows come with it: the template sphere (the decoder's zero output), the
-category-mean shape (mean train grid of the category thresholded at 0.5) and the oracle (each
-object's GT mesh scored as if it were the prediction: the ceiling of the protocol on these data;
-only for files that store GT meshes, HDF5 format v2).
+Four reference rows come with it: the template sphere (the decoder's zero output), the
+category-mean shape (mean train grid of the category thresholded at 0.5), retrieval (the GT grid of
+the training object nearest by silhouette at the same view: ``recon.retrieval``; it uses 3D labels
+of the training set, which the model never sees) and the oracle (each object's GT mesh scored as if
+it were the prediction: the ceiling of the protocol on these data; only for files that store GT
+meshes, HDF5 format v2).
 
 Every row of a result table has one shape::
 
@@ -51,6 +53,7 @@ from recon.report import (figure_predictions, prediction_mesh_name, save_predict
                           write_viewer_page)
 from recon.models.precision import inference_precision
 from recon.runs import load_model, lock_holder, resolve_checkpoint, run_dir_of
+from recon.retrieval import RETRIEVAL_NOTE, retrieval_row
 from recon.runtime import flush_denormals
 
 __all__ = ["parse_views", "EvalResult", "Prediction", "evaluate", "template_row", "mean_shape_row", "oracle_row",
@@ -270,13 +273,17 @@ def oracle_row(data: str | os.PathLike, split: str = "test", max_per_category: i
 
 def reference_rows(model: torch.nn.Module, data: str | os.PathLike, split: str = "test",
                    max_per_category: int | None = None, categories: Sequence[str] | None = None,
-                   protocol: str = DEFAULT_PROTOCOL, full_metrics: bool = True) -> dict[str, dict[str, Any]]:
-    """``{"template": row, "mean_shape": row, "oracle": row}``: what a model must beat (``model.decoder``'s
-    template, the category means) and the ceiling (the GT meshes; left out when the file has none)."""
+                   protocol: str = DEFAULT_PROTOCOL, full_metrics: bool = True,
+                   views: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
+    """``{"template": row, "mean_shape": row, "retrieval": row, "oracle": row}``: what a model must beat
+    (``model.decoder``'s template, the category means, the nearest training shape by silhouette at the
+    evaluated ``views``: ``recon.retrieval``) and the ceiling (the GT meshes; left out when the file has
+    none)."""
     faces = model.faces.detach().cpu()
     rows = {"template": template_row(model.decoder.template_mesh().detach().cpu(), faces, data, split,
                                      max_per_category, categories, protocol),
-            "mean_shape": mean_shape_row(data, split, max_per_category, categories, protocol)}
+            "mean_shape": mean_shape_row(data, split, max_per_category, categories, protocol),
+            "retrieval": retrieval_row(data, split, views, max_per_category, categories, protocol)}
     oracle = oracle_row(data, split, max_per_category, categories, protocol, full_metrics)
     if oracle is not None:
         rows["oracle"] = oracle
@@ -370,8 +377,8 @@ def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = 
     for line in result.notes:
         say(f"note: {line}")
     baselines = reference_rows(model, cfg.data, cfg.split, cfg.max_per_category, protocol=cfg.protocol,
-                               full_metrics=cfg.full_metrics)
-    reference_notes = {}
+                               full_metrics=cfg.full_metrics, views=views)
+    reference_notes = {"retrieval": RETRIEVAL_NOTE}
     if "oracle" not in baselines:
         reference_notes["oracle"] = (f"skipped: {cfg.data} stores no ground-truth meshes (HDF5 format v1, or data "
                                      f"converted from SoftRas/NMR npz, which have none)")
