@@ -26,7 +26,7 @@ from typing import Any
 from rich.table import Table
 
 from pipelines.cli import OneLineParser, console, user_errors, wide_print
-from recon.benchmark import (auto_precision, bench_contention, bench_layouts, bench_protocols, bench_renderers,
+from tools.bench import (auto_precision, bench_contention, bench_layouts, bench_protocols, bench_renderers,
                              bench_training_steps, bench_voxelize, records_as_dicts, renderer_ratios, step_ratios)
 from recon.distributed import resolve_device
 from recon.io import check_writable_file, write_json

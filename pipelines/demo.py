@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from pipelines.cli import OneLineParser, TrainProgress, console, counting_progress, user_errors, wide_print
 from recon.config import DemoConfig, add_dataclass_args, config_from_args
-from recon.demo import run_demo
+from recon.workflows.demo import run_demo
 from recon.report import results_table
 from recon.training import TrainingError
 

@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from pipelines.cli import OneLineParser, console, counting_progress, user_errors, wide_print
 from recon.config import EvalConfig, add_dataclass_args, config_from_args
-from recon.evaluate import evaluate_run
+from recon.workflows.eval import evaluate_run
 from recon.report import colour_table, results_table
 
 

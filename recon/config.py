@@ -20,7 +20,7 @@ from recon.data.schema import validate as validate_dataset
 from recon.io import atomic_write_bytes, check_output_dir
 from recon.models.encoders import ENCODERS
 from recon.models.precision import PRECISION_HELP, PRECISIONS, check_precision
-from recon.protocols import check_protocol
+from recon.ops.voxelize import check_protocol
 from recon.render import BACKENDS, RGBA_BACKENDS
 
 __all__ = ["TrainConfig", "EvalConfig", "CompareConfig", "DemoConfig", "VIEWS_HELP", "parse_views", "add_dataclass_args", "config_from_args",
@@ -263,7 +263,7 @@ class CompareConfig:
         "help": "comma-separated category keys or names the dataset must hold exactly (error otherwise; convert "
                 "with --classes)"})
     preset: str | None = field(default=None, metadata={
-        "help": "named settings (recon.compare.PRESETS): softras-shapenet | report-6 | demo; explicit flags override "
+        "help": "named settings (recon.workflows.compare.PRESETS): softras-shapenet | report-6 | demo; explicit flags override "
                 "them"})
     figures: int = field(default=2, metadata={"help": "Fig. 2 rows per category"})
     full_metrics: bool = field(default=True, metadata={"help": "also compute Chamfer distance and F-score"})

@@ -26,8 +26,8 @@ import torch
 from recon.data.dataset import split_categories
 from recon.data.schema import validate
 from recon.metrics import iou_3d
-from recon.protocols import DEFAULT_PROTOCOL
-from recon.protocols.ground_truth import GroundTruth
+from recon.data.ground_truth import GroundTruth
+from recon.ops.voxelize import DEFAULT_PROTOCOL
 
 __all__ = ["RETRIEVAL_NOTE", "train_masks", "nearest_by_silhouette", "retrieval_row"]
 

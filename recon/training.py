@@ -35,7 +35,7 @@ import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -76,6 +76,11 @@ def schedule(cfg: TrainConfig, step: int) -> tuple[float, float]:
     return cfg.lr * factor, cfg.sigma * factor
 
 
+# mark(phase, tensor): a phase of the step ends ("network", "render", "loss", "backward", "optimizer"); the
+# tensor (or None) is the phase's output, whose gradient arrives when its backward part is done.
+Mark = Callable[[str, "torch.Tensor | None"], None]
+
+
 class SilhouetteObjective(torch.nn.Module):
     """SoftRas multiview objective for a batch of pairs.
 
@@ -113,9 +118,15 @@ class SilhouetteObjective(torch.nn.Module):
         return {"loss": loss, "iou_loss": iou, "lap": lap, "flat": flat, "renders": sil.detach()}
 
     def forward(self, model: torch.nn.Module, renderer: Renderer, faces: torch.Tensor,
-                batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                batch: dict[str, torch.Tensor], mark: Mark | None = None) -> dict[str, torch.Tensor]:
+        """``mark(phase, tensor)`` (optional, see :class:`TrainStep`) after the network and the render."""
         verts = model(torch.cat([batch["image_a"], batch["image_b"]]))  # (2B, V, 3): [M_a, M_b]
-        return self.losses(verts, self.render(renderer, faces, verts, batch), batch)
+        if mark is not None:
+            mark("network", verts)
+        sil = self.render(renderer, faces, verts, batch)
+        if mark is not None:
+            mark("render", sil)
+        return self.losses(verts, sil, batch)
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -181,6 +192,69 @@ def _worker_init(worker_id: int) -> None:
     ignore_stop_signals()  # Ctrl-C reaches the whole process group; only the main process decides
 
 
+class TrainStep:
+    """One optimisation step: the one code path that ``Trainer`` trains with and the benchmarks time.
+
+    ``step(batch, s)`` sets the learning rate and sigma of step ``s`` (:func:`schedule`), runs the
+    objective, backpropagates, and applies Adam unless the loss or a gradient is not finite on some
+    rank; such a step leaves the model exactly as it was (BatchNorm statistics included).
+
+    Args:
+        net: the module called in the forward pass (``model`` or its DDP wrapper).
+    """
+
+    def __init__(self, cfg: TrainConfig, model: Reconstructor, renderer: Renderer, objective: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer, device: torch.device, net: torch.nn.Module | None = None):
+        self.cfg, self.model, self.renderer, self.objective = cfg, model, renderer, objective
+        self.optimizer, self.device, self.net = optimizer, device, net if net is not None else model
+        # BatchNorm statistics are updated by the forward pass even when the step is then skipped
+        self._bn_buffers = [b for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                            for b in m.buffers()]
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, model: Reconstructor, renderer: Renderer, device: torch.device) -> "TrainStep":
+        """The step ``Trainer`` builds for ``cfg`` (objective and optimizer), without the run around it."""
+        objective = SilhouetteObjective.from_config(cfg, model)
+        if cfg.colour:  # + lambda_colour x colour L1 over the same renders (recon.colour)
+            objective = ColourObjective(objective, cfg.lambda_colour)
+        return cls(cfg, model, renderer, objective.to(device), make_optimizer(model, cfg.lr), device)
+
+    def __call__(self, batch: dict[str, torch.Tensor], step: int,
+                 mark: Mark | None = None) -> dict[str, torch.Tensor] | None:
+        """Step ``step`` on ``batch``; returns the losses, or None when the step was skipped.
+
+        Args:
+            mark: called at the end of each phase (``"network"`` and ``"render"`` with their output,
+                ``"loss"`` with None, then ``"backward"``, ``"optimizer"``); timing only, the step is
+                the same with or without it.
+        """
+        lr, sigma = schedule(self.cfg, step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.renderer.set_sigma(sigma)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        bn_before = [b.clone() for b in self._bn_buffers]
+        out = self.objective(self.net, self.renderer, self.model.faces, batch,
+                             **({"mark": mark} if mark is not None else {}))
+        if mark is not None:
+            mark("loss", None)
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        if mark is not None:
+            mark("backward", None)
+        finite = torch.isfinite(out["loss"]) & gradients_finite(self.model.parameters())
+        if not all_ranks(bool(finite), self.device):  # every rank must agree to skip, or parameters diverge
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for b, old in zip(self._bn_buffers, bn_before):
+                    b.copy_(old)
+            return None
+        self.optimizer.step()
+        if mark is not None:
+            mark("optimizer", None)
+        return out
+
+
 class TrainHooks:
     """What a caller sees of a training (override what you need; every method is a no-op except
     that warnings go to ``warnings.warn``). ``on_start``/``on_end`` run on every rank, messages only
@@ -229,14 +303,8 @@ class Trainer:
         self.renderer = get_renderer(cfg.backend, sigma=cfg.sigma, eps=cfg.eps, image_size=size, impl=cfg.impl,
                                      device=str(self.device))
         self.faces = self.model.faces
-        self.objective = SilhouetteObjective.from_config(cfg, self.model)
-        if cfg.colour:  # + lambda_colour x colour L1 over the same renders (recon.colour)
-            self.objective = ColourObjective(self.objective, cfg.lambda_colour)
-        self.objective = self.objective.to(self.device)
-        self.optimizer = make_optimizer(self.model, cfg.lr)
-        # BatchNorm statistics are updated by the forward pass even when the step is then skipped
-        self._bn_buffers = [b for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                            for b in m.buffers()]
+        self.stepper = TrainStep.build(cfg, self.model, self.renderer, self.device)
+        self.objective, self.optimizer = self.stepper.objective, self.stepper.optimizer
         self.step, self.best_iou, self.bad_steps, self._saved_step = 0, -1.0, 0, -1
         self.resumed_from: Path | None = None
         self._resumed_state: dict[str, Any] | None = None
@@ -260,6 +328,7 @@ class Trainer:
             if self.world > 1:
                 self.net = torch.nn.parallel.DistributedDataParallel(
                     self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.stepper.net = self.net
             self.logger = MetricsLog(self.run_dir, self.is_main, cfg.tensorboard, start_step=self.step)
         except BaseException:
             self.close()
@@ -371,27 +440,9 @@ class Trainer:
                           generator=torch.Generator().manual_seed(self.cfg.seed))
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
-        """One optimisation step; returns the losses, or None when the step was skipped because the
-        loss or a gradient was not finite on some rank (the model is then left exactly as it was,
-        BatchNorm statistics included)."""
-        lr, sigma = schedule(self.cfg, self.step)
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
-        self.renderer.set_sigma(sigma)
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        bn_before = [b.clone() for b in self._bn_buffers]
-        out = self.objective(self.net, self.renderer, self.faces, batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        finite = torch.isfinite(out["loss"]) & gradients_finite(self.model.parameters())
-        if not all_ranks(bool(finite), self.device):  # every rank must agree to skip, or parameters diverge
-            self.optimizer.zero_grad(set_to_none=True)
-            with torch.no_grad():
-                for b, old in zip(self._bn_buffers, bn_before):
-                    b.copy_(old)
-            return None
-        self.optimizer.step()
-        return out
+        """One optimisation step at ``self.step`` (:class:`TrainStep`); returns the losses, or None when
+        the step was skipped because the loss or a gradient was not finite on some rank."""
+        return self.stepper(batch, self.step)
 
     def validate(self) -> dict[str, float]:
         """3D IoU and silhouette loss on the val split (``val_objects`` per category, ``val_views``); with

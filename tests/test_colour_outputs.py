@@ -207,7 +207,7 @@ def test_predict_writes_the_predicted_vertex_colours_of_a_latent_head(checkpoint
 
     from pipelines import predict
     from recon.mesh import load_obj
-    from recon.mesh_export import srgb_to_linear
+    from recon.report.mesh_export import srgb_to_linear
 
     out = tmp_path / "out"
     assert predict.main([str(cutout), "--checkpoint", str(checkpoints["latent"]), "--out", str(out),
@@ -255,7 +255,7 @@ def test_predict_sample_head_uses_the_given_or_estimated_input_view(checkpoints,
 
 
 def test_estimate_input_view_finds_the_camera_of_a_render() -> None:
-    from recon.predict import estimate_input_view
+    from recon.workflows.predict import estimate_input_view
 
     verts, faces = _mesh()
     verts = verts * torch.tensor([0.4, 0.25, 0.15]) + torch.tensor([0.15, 0.0, 0.05])  # off-centre: no symmetry

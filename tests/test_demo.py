@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recon import demo
+from recon.workflows import demo
 from recon.config import DemoConfig
 
 

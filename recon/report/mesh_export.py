@@ -1,0 +1,175 @@
+"""Mesh files people open elsewhere: binary PLY and glTF 2.0 binary (.glb), both with per-vertex
+colours. Every file is written atomically (``recon.io.atomic_path``).
+
+Colour convention: ``colors`` are RGB in ``[0, 1]`` in the space of the dataset images (sRGB, as
+stored in PNG). The PLY keeps them as sRGB bytes (what PLY readers expect); the GLB stores
+``COLOR_0`` as float linear RGB, because glTF 2.0 defines vertex colours as linear multipliers
+(glTF viewers convert them back to sRGB on display). ``colors=None`` gives a neutral grey.
+
+The GLB is written here rather than by ``trimesh.Trimesh.export``: trimesh writes no material, and
+glTF's default material is fully metallic, which PBR viewers show nearly black; ours is a matte,
+double-sided material (predicted meshes may have inward-facing triangles) with smooth normals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recon.io import atomic_path
+
+__all__ = ["DEFAULT_GREY", "srgb_to_linear", "vertex_normals", "glb_bytes", "ply_bytes", "save_glb", "save_ply"]
+
+DEFAULT_GREY = (0.7, 0.7, 0.7)  # sRGB colour of a mesh saved without colours
+
+_GLB_MAGIC, _GLB_VERSION = 0x46546C67, 2  # b"glTF", version 2
+_CHUNK_JSON, _CHUNK_BIN = 0x4E4F534A, 0x004E4942  # b"JSON", b"BIN\0"
+_FLOAT, _UINT32 = 5126, 5125  # glTF accessor component types
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+
+
+def _as_numpy(x: torch.Tensor | np.ndarray, dtype: type) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.ascontiguousarray(np.asarray(x), dtype=dtype)
+
+
+def _checked(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
+             colors: torch.Tensor | np.ndarray | None, path: str | os.PathLike
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(V, 3) float32 verts, (F, 3) uint32 faces, (V, 3) float32 sRGB colours in [0, 1] (grey if None)."""
+    v = _as_numpy(verts, np.float32)
+    f = _as_numpy(faces, np.int64)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"{path}: verts must have shape (V, 3), got {tuple(v.shape)}")
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise ValueError(f"{path}: faces must have shape (F, 3), got {tuple(f.shape)}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{path}: verts contain NaN or infinite values")
+    if f.size and (f.min() < 0 or f.max() >= len(v)):
+        raise ValueError(f"{path}: face indices must lie in [0, {len(v)}), got [{f.min()}, {f.max()}]")
+    if colors is None:
+        c = np.tile(np.asarray(DEFAULT_GREY, np.float32), (len(v), 1))
+    else:
+        c = _as_numpy(colors, np.float32)
+        if c.shape != v.shape:
+            raise ValueError(f"{path}: colors must have shape {tuple(v.shape)} like verts, got {tuple(c.shape)}")
+        if not np.isfinite(c).all():
+            raise ValueError(f"{path}: colors contain NaN or infinite values")
+        c = np.clip(c, 0.0, 1.0)
+    return v, f.astype(np.uint32), c
+
+
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] -> linear RGB in [0, 1] (the IEC 61966-2-1 transfer curve), same shape."""
+    c = np.asarray(c, np.float64)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals. ``verts: (V, 3)``, ``faces: (F, 3)`` -> (V, 3) float32;
+    a vertex on no face (or only degenerate ones) gets ``(0, 1, 0)``."""
+    v = verts.astype(np.float64)
+    f = faces.astype(np.int64)
+    n = np.zeros_like(v)
+    if len(f):
+        face_n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # length = 2 * area
+        for k in range(3):
+            np.add.at(n, f[:, k], face_n)
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    ok = length[:, 0] > 1e-20
+    n[ok] /= length[ok]
+    n[~ok] = (0.0, 1.0, 0.0)
+    return n.astype(np.float32)
+
+
+def _pad4(data: bytes, fill: bytes) -> bytes:
+    return data + fill * (-len(data) % 4)
+
+
+def glb_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
+              colors: torch.Tensor | np.ndarray | None = None, name: str = "mesh",
+              where: str | os.PathLike | None = None) -> bytes:
+    """A glTF 2.0 binary holding one triangle mesh ``name``: POSITION, NORMAL, COLOR_0 (float linear
+    RGB) and uint32 indices, with a matte double-sided material. Shapes as in ``save_glb``; errors
+    name ``where`` (default ``name``)."""
+    v, f, c = _checked(verts, faces, colors, where or name)
+    arrays = [(f.reshape(-1), _ELEMENT_ARRAY_BUFFER), (v, _ARRAY_BUFFER), (vertex_normals(v, f), _ARRAY_BUFFER),
+              (srgb_to_linear(c).astype(np.float32), _ARRAY_BUFFER)]
+    blob, views = b"", []
+    for arr, target in arrays:  # every array is 4-byte items, so each view stays 4-byte aligned
+        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(data), "target": target})
+        blob += data
+    accessors = [
+        {"bufferView": 0, "componentType": _UINT32, "count": int(f.size), "type": "SCALAR"},
+        {"bufferView": 1, "componentType": _FLOAT, "count": len(v), "type": "VEC3",
+         "min": (v.min(0) if len(v) else np.zeros(3)).tolist(), "max": (v.max(0) if len(v) else np.zeros(3)).tolist()},
+        {"bufferView": 2, "componentType": _FLOAT, "count": len(v), "type": "VEC3"},
+        {"bufferView": 3, "componentType": _FLOAT, "count": len(v), "type": "VEC3"},
+    ]
+    gltf = {
+        "asset": {"version": "2.0", "generator": "recon.report.mesh_export"},
+        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": name}],
+        "meshes": [{"name": name, "primitives": [{"attributes": {"POSITION": 1, "NORMAL": 2, "COLOR_0": 3},
+                                                   "indices": 0, "material": 0, "mode": 4}]}],
+        "materials": [{"name": "vertex colours", "doubleSided": True,
+                       "pbrMetallicRoughness": {"baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 0.0,
+                                                "roughnessFactor": 0.9}}],
+        "buffers": [{"byteLength": len(blob)}], "bufferViews": views, "accessors": accessors,
+    }
+    json_chunk = _pad4(json.dumps(gltf, separators=(",", ":")).encode(), b" ")
+    bin_chunk = _pad4(blob, b"\0")
+    total = 12 + 8 + len(json_chunk) + 8 + len(bin_chunk)
+    return b"".join([struct.pack("<III", _GLB_MAGIC, _GLB_VERSION, total),
+                     struct.pack("<II", len(json_chunk), _CHUNK_JSON), json_chunk,
+                     struct.pack("<II", len(bin_chunk), _CHUNK_BIN), bin_chunk])
+
+
+def ply_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
+              colors: torch.Tensor | np.ndarray | None = None, where: str | os.PathLike = "mesh") -> bytes:
+    """Binary little-endian PLY: float x, y, z and uchar red, green, blue (sRGB) per vertex, and
+    ``vertex_indices`` (uchar count, int indices) per face. Shapes as in ``save_ply``; errors name ``where``."""
+    v, f, c = _checked(verts, faces, colors, where)
+    vertex = np.empty(len(v), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                     ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    vertex["x"], vertex["y"], vertex["z"] = v.T
+    rgb = np.round(c * 255.0).astype(np.uint8)
+    vertex["red"], vertex["green"], vertex["blue"] = rgb.T
+    face = np.empty(len(f), dtype=[("n", "u1"), ("i", "<i4", (3,))])
+    face["n"] = 3
+    face["i"] = f.astype(np.int32)
+    header = ("ply\nformat binary_little_endian 1.0\ncomment written by recon.report.mesh_export\n"
+              f"element vertex {len(v)}\nproperty float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\n"
+              f"element face {len(f)}\nproperty list uchar int vertex_indices\nend_header\n")
+    return header.encode("ascii") + vertex.tobytes() + face.tobytes()
+
+
+def save_glb(path: str | os.PathLike, verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
+             colors: torch.Tensor | np.ndarray | None = None) -> None:
+    """Write a mesh as .glb atomically.
+
+    Args:
+        verts: (V, 3) float positions.
+        faces: (F, 3) integer 0-based vertex indices.
+        colors: (V, 3) sRGB in [0, 1] (clipped), or None for ``DEFAULT_GREY``; stored linear (glTF).
+    Raises:
+        ValueError: wrong shapes, non-finite values or out-of-range indices (message names ``path``).
+    """
+    data = glb_bytes(verts, faces, colors, name=Path(path).stem, where=path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def save_ply(path: str | os.PathLike, verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
+             colors: torch.Tensor | np.ndarray | None = None) -> None:
+    """Write a mesh as binary .ply with per-vertex sRGB bytes atomically. Arguments as ``save_glb``."""
+    data = ply_bytes(verts, faces, colors, where=path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
