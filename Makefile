@@ -6,6 +6,9 @@ DATA    ?= data/synthetic.h5
 RUN     ?= runs/demo
 DEMO_ARGS ?=
 TEST_ARGS ?=
+# pytest-xdist workers: tests spend much of their time in subprocesses, kernel loads and file I/O, so
+# two workers on two cores cut the wall time; --dist loadfile keeps a file's module fixtures in one worker.
+TEST_WORKERS ?= auto
 
 GPU_OUT ?= gpu_check
 # The GPU check runs in the active conda env (GPU users) when there is one, else in .venv.
@@ -33,7 +36,7 @@ demo: setup
 	$(VPY) -m pipelines.demo --data $(DATA) --out $(RUN) $(DEMO_ARGS)
 
 test: setup
-	$(VPY) -m pytest -q $(TEST_ARGS)
+	$(VPY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(TEST_ARGS)
 
 test-slow: setup
 	$(VPY) -m pytest -q -m slow $(TEST_ARGS)
