@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from recon.data.dataset import iter_objects
+from recon.data.schema import validate
 from recon.io import atomic_write_bytes
 from recon.report.figures import render_mesh_rgb
 from recon.runs import load_model, resolve_checkpoint
@@ -46,6 +47,11 @@ def figure(checkpoint: str, data: str, split: str = "test", view: int = 3, index
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    info = validate(data, require_splits=(split,))  # the arguments first, before the model loads
+    if not 0 <= view < info.num_views:
+        raise ValueError(f"--view {view}: {data} has views 0-{info.num_views - 1}")
+    if not any(n > index >= 0 for n in info.objects(split).values()):
+        raise ValueError(f"{data}: no category has an object {index} in split {split!r}")
     flush_denormals()
     path = resolve_checkpoint(checkpoint)
     model, state = load_model(path)
@@ -53,15 +59,11 @@ def figure(checkpoint: str, data: str, split: str = "test", view: int = 3, index
     for rec in iter_objects(data, split, max_per_category=index + 1):
         if rec.index != index:
             continue
-        if not 0 <= view < rec.images.shape[0]:
-            raise ValueError(f"--view {view}: {data} has views 0-{rec.images.shape[0] - 1}")
         with torch.no_grad():
             verts = model(rec.images[view][None])[0]
         second = (view + _TURN) % rec.images.shape[0]
         renders = render_mesh_rgb(verts, model.faces, views=(view, second), image_size=_SIZE)
         columns.append((rec.name, _input_rgb(rec.images[view], _SIZE), renders[0], renders[1]))
-    if not columns:
-        raise ValueError(f"{data}: no category has an object {index} in split {split!r}")
     heads = ("input image", "predicted mesh,\nsame view", "predicted mesh,\nturned 90°")
     fig, axes = plt.subplots(3, len(columns), figsize=(1.6 * len(columns) + 0.9, 5.0), squeeze=False)
     for c, (name, *tiles) in enumerate(columns):
