@@ -20,6 +20,7 @@ the page and the next one works. See docs/app.md.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 
 from pipelines.cli import OneLineParser, console, fail, user_errors
 
@@ -45,11 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 < args.port < 65536:
         fail(f"--port {args.port}: expected a port number in 1-65535")
-    try:  # the app's one optional dependency: say how to get it, not a traceback
-        import gradio  # noqa: F401
-    except ImportError as e:
-        fail(f"the app needs Gradio, which is not installed ({e}): pip install -e '.[app]' (or: make app)")
-    with user_errors():
+    if importlib.util.find_spec("gradio") is None:  # the app's one optional dependency: say how to get it
+        fail("the app needs Gradio, which is not installed: pip install -e '.[app]' (or: make app)")
+    with user_errors():  # imported after the checks: a bad checkpoint is told without loading Gradio
         from recon.app.setup import prepare
 
         setup = prepare(args.checkpoint, data=args.data, eval_json=args.eval, device=args.device,
