@@ -12,33 +12,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
-import trimesh
 from PIL import Image
 
 from recon.app.browse import ALL, EvalBrowser, EvalFileError
 from recon.app.service import AppService
-from recon.data.image_io import ImageError, dataset_image_to_rgba
+from recon.data.image_io import ImageError
 from recon.mesh import load_obj
 
+from app_helpers import dataset_png, glb_vertices
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def dataset_png(data: str, path: Path, key: str = "03001627", index: int = 0, view: int = 2) -> Path:
-    """A test image of ``data`` as the PNG the app's examples are (reads back as the model's input)."""
-    with h5py.File(data, "r") as f:
-        Image.fromarray(dataset_image_to_rgba(f[key]["test"]["images"][index, view]), "RGBA").save(path)
-    return path
-
-
-def glb_vertices(path: Path) -> np.ndarray:
-    """(V, 3) positions of a .glb's one mesh, read by trimesh (an independent reader)."""
-    scene = trimesh.load(path, force="scene", process=False)
-    (geom,) = scene.geometry.values()
-    return np.asarray(geom.vertices)
 
 
 @pytest.fixture(scope="module")
