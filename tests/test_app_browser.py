@@ -187,3 +187,28 @@ def test_sixteen_predictions_at_once(server, tiny_dataset: str, tmp_path: Path) 
     growth = memory["after"]["VmHWM"] - memory["before"]["VmRSS"]
     assert growth < 400, f"the server's memory grew by {growth:.0f} MiB under 16 requests: {memory}"
     assert proc.poll() is None
+
+
+def test_bad_pictures_over_http_get_a_message_and_the_server_lives(server, tiny_dataset: str, tmp_path: Path) -> None:
+    """Through the server (Gradio's upload and queue, not only recon.app.service): each bad picture
+    is answered with the app's one-line reason in the page's status, and the next picture works."""
+    from gradio_client import Client
+
+    app_load = _load_module()
+    url, proc = server
+    client = Client(url, verbose=False)
+    text = tmp_path / "notes.png"
+    text.write_text("this is not an image\n")
+    huge = tmp_path / "huge.png"
+    Image.new("1", (20000, 20000), 0).save(huge)
+    clear = tmp_path / "clear.png"
+    Image.new("RGBA", (128, 128), (200, 30, 30, 0)).save(clear)
+    good = dataset_png(tiny_dataset, tmp_path / "good.png")
+    for picture, reason in ((text, "not an image (expected PNG or JPEG)"), (huge, "image is too large"),
+                            (clear, "no object found: the alpha channel is empty")):
+        out, _ = app_load.predict(client, picture)
+        assert out[0] is None and out[2] is None
+        assert out[5].startswith(f"**Cannot use {picture.name}:** ") and reason in out[5], out[5]
+        out, _ = app_load.predict(client, good)
+        assert "IoU" in out[5] and Path(out[2]).is_file()
+    assert proc.poll() is None

@@ -28,26 +28,30 @@ from recon.app.browse import ALL, COLUMNS, EvalBrowser  # noqa: E402
 from recon.app.service import AppService  # noqa: E402
 from recon.data.image_io import ImageError  # noqa: E402
 
-__all__ = ["QUEUE_SIZE", "MAX_UPLOAD", "PictureInput", "theme", "build_app", "launch"]
+__all__ = ["QUEUE_SIZE", "MAX_UPLOAD", "picture_input", "theme", "build_app", "launch"]
 
 QUEUE_SIZE = 64       # requests waiting for the model beyond the one running
 MAX_UPLOAD = "50mb"   # larger uploads are refused by the server before reaching the model
 CSS = "footer {display: none !important}"
 
 
-class PictureInput(gr.Image):
+def picture_input(**kwargs: Any) -> gr.Image:
     """``gr.Image`` (drop, paste, pick; shown as a picture) that hands the uploaded file's path to the
-    app without opening it: Gradio's own preprocessing opens it with Pillow, so a text file named
-    .png or a 20000 x 20000 PNG would fail there with Gradio's message instead of the app's."""
+    app without opening it: Gradio's own preprocessing opens it with Pillow, so a text file named .png
+    or a 20000 x 20000 PNG would fail there with Gradio's message instead of the app's. (An instance
+    override, not a subclass: Gradio writes a .pyi stub next to the module of every Component subclass.)"""
+    image = gr.Image(type="filepath", **kwargs)
+    gradio_preprocess = image.preprocess
 
-    is_template = True  # the front end is gr.Image's
-
-    def preprocess(self, payload: Any) -> str | None:  # type: ignore[override]
+    def preprocess(payload: Any) -> str | None:
         if payload is None:
             return None
         if payload.url and payload.url.startswith("data:"):  # a base64 paste: Gradio decodes it to a file
-            return super().preprocess(payload)
+            return gradio_preprocess(payload)
         return str(payload.path)
+
+    image.preprocess = preprocess  # type: ignore[method-assign]
+    return image
 
 
 def theme() -> gr.themes.Base:
@@ -61,8 +65,8 @@ def _try_tab(service: AppService, examples: Sequence[Path]) -> None:
                 "plain background). The model reconstructs its mesh; turn it with the mouse.")
     with gr.Row():
         with gr.Column(scale=1):
-            picture = PictureInput(label="Picture", type="filepath", sources=["upload", "clipboard"],
-                                   image_mode=None, elem_id="picture", height=320)
+            picture = picture_input(label="Picture", sources=["upload", "clipboard"], image_mode=None,
+                                    elem_id="picture", height=320)
             if examples:
                 gr.Examples([[str(p)] for p in examples], inputs=[picture], label="Examples (test images)",
                             examples_per_page=8)
