@@ -57,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         demo = build_app(setup.service, setup.examples, setup.browser, setup.browse_note)
-        with user_errors():
+        try:
             url = launch(demo, args.host, args.port, allowed=setup.allowed_paths)
+        except OSError as e:  # Gradio's message names its own parameters, not our flag
+            fail(f"--port {args.port}: cannot listen on {args.host}:{args.port} ({str(e).split('.')[0]}); "
+                 f"choose another with --port")
         console.print(f"[bold]recon app[/] {setup.service.predictor.description}", highlight=False, soft_wrap=True)
         for line in setup.notes:
             console.print(line, highlight=False, soft_wrap=True)

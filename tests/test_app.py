@@ -6,8 +6,9 @@ The browser test is tests/test_app_browser.py."""
 from __future__ import annotations
 
 import ast
-import re
 import json
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -129,7 +130,7 @@ def test_browse_bad_eval_json(tmp_path: Path) -> None:
         EvalBrowser(tmp_path / "y.json", None, tmp_path)
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "eval"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "eval", "port"])
 def test_start_up_errors_are_one_line_exit_2(case: str, app_run: str, tmp_path: Path, capsys) -> None:
     pytest.importorskip("gradio", reason="the app's extra is not installed: pip install -e '.[app]'")
     from pipelines import app
@@ -147,12 +148,23 @@ def test_start_up_errors_are_one_line_exit_2(case: str, app_run: str, tmp_path: 
         (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
         args += ["--checkpoint", str(tmp_path / "cut.pt")]
         expected = "not a valid recon checkpoint"
-    else:
+    elif case == "eval":
         (tmp_path / "e.json").write_text("{")
         args += ["--checkpoint", app_run, "--eval", str(tmp_path / "e.json")]
         expected = "not a readable eval JSON"
-    with pytest.raises(SystemExit) as exc:
-        app.main(args)
+    else:
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--checkpoint", app_run, "--port", str(port)]
+        expected = f"--port {port}: cannot listen on 127.0.0.1:{port}"
+    try:
+        with pytest.raises(SystemExit) as exc:
+            app.main(args)
+    finally:
+        if case == "port":
+            taken.close()
     assert exc.value.code == 2
     captured = capsys.readouterr()
     err = [line for line in captured.err.splitlines() if line.strip()]
