@@ -36,10 +36,10 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("gradio") is None,
                        reason="the app's extra is not installed: pip install -e '.[app]' (make setup installs it)"),
 ]
-needs_browser = pytest.mark.skipif(
-    not os.access(CHROMIUM, os.X_OK) or importlib.util.find_spec("playwright") is None,
-    reason=f"the browser test needs Chromium at {CHROMIUM} (Debian package chromium; .ci/run installs it when it "
-           f"can) and Playwright (pip install -e '.[dev]')")
+_MISSING = ([f"Chromium at {CHROMIUM} (Debian package chromium; .ci/run installs it when it can)"]
+            if not os.access(CHROMIUM, os.X_OK) else []) + \
+           (["Playwright (pip install -e '.[dev]')"] if importlib.util.find_spec("playwright") is None else [])
+needs_browser = pytest.mark.skipif(bool(_MISSING), reason="the browser test needs " + " and ".join(_MISSING))
 
 
 def _free_port() -> int:
