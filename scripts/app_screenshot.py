@@ -1,9 +1,9 @@
-"""Screenshot of the app for the docs (docs/img/app.png): start `python -m pipelines.app` on a run,
+"""Screenshot of the app for the docs (docs/images/app.png): start `python -m pipelines.app` on a run,
 open it in headless Chromium (Playwright, the system browser), drop a picture, wait until the 3D
 view has drawn the mesh, save the page.
 
     PYTHONPATH=. python scripts/app_screenshot.py --checkpoint runs/demo --data data/synthetic.h5 \\
-        --picture assets/app_examples/chair-test-00000.png --out docs/img/app.png
+        --picture assets/app_examples/chair-test-00000.png --out docs/images/app.png
 """
 
 from __future__ import annotations
