@@ -267,6 +267,8 @@ def parse_split(split: str | Sequence[float], flag: str = "split") -> tuple[floa
         raise ValueError(f"{flag} {text!r}: expected three comma-separated numbers such as 0.8,0.1,0.1") from None
     if len(ratios) != 3 or any(not math.isfinite(x) or x < 0 for x in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise ValueError(f"{flag} {text!r}: expected three non-negative train,val,test ratios summing to 1")
+    if ratios[0] <= 0:
+        raise ValueError(f"{flag} {text!r}: the train ratio must be positive (every category needs train objects)")
     return ratios  # type: ignore[return-value]
 
 

@@ -175,6 +175,10 @@ def _find_inputs(src: Path, classes: Sequence[str] | None,
                                          f"(found {kinds[other].name}); expected both {cls}_{split}_images.npz "
                                          f"and {cls}_{split}_voxels.npz")
             out.setdefault(cls, {})[split] = (kinds["images"], kinds["voxels"])
+    for cls, pairs in out.items():
+        if "train" not in pairs:
+            raise NpzFormatError(f"{src / f'{cls}_train_images.npz'}: missing (class {cls} has "
+                                 f"{', '.join(sorted(pairs))} files only; every category needs train objects)")
     return out
 
 
