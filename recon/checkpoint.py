@@ -102,19 +102,19 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                               f"expected int)")
     bad = _non_finite(state["model"])
     if bad:
-        raise CheckpointError(f"{path}: weights are not finite ({bad} are NaN or infinite): the training that wrote "
-                              f"it diverged; use an earlier checkpoint")
+        raise CheckpointError(f"{path}: weights are not finite ({bad}): the training that wrote it diverged; use an "
+                              f"earlier checkpoint")
     return state
 
 
 def _non_finite(weights: dict[str, Any]) -> str:
-    """``"decoder.fc.weight: 12 of 4096 values"`` for the first floating tensor of ``weights`` with a
-    NaN or infinite value (and how many others), or ``""`` when all are finite."""
+    """``"decoder.fc.weight has 12 of 4096 values NaN or infinite"`` for the first floating tensor of
+    ``weights`` with such values (and how many other tensors have some), or ``""`` when all are finite."""
     bad = [(k, v) for k, v in weights.items()
            if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex()) and not torch.isfinite(v).all()]
     if not bad:
         return ""
     name, t = bad[0]
-    more = f" and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else ""
-    return f"{name}: {int((~torch.isfinite(t)).sum())} of {t.numel()} values{more}"
+    more = f", and {len(bad) - 1} other tensor(s) have some" if len(bad) > 1 else ""
+    return f"{name} has {int((~torch.isfinite(t)).sum())} of {t.numel()} values NaN or infinite{more}"
 

@@ -287,7 +287,7 @@ class CompareConfig:
             raise ValueError("--out must name a directory, got an empty string")
         self.train_config(encoders[0]).check_flags()
         check_output_dir(self.out, "--out")
-        info = validate_dataset(self.train.data, require_splits=("train", "val", self.split))
+        info = validate_dataset(self.train.data, require_splits=("train", "val", self.split), check_meshes=True)
         split_categories(info, "train")
         if self.classes:
             _check_classes(info, self.classes, self.preset)

@@ -251,7 +251,7 @@ def test_non_finite_weights_are_refused_at_load(tmp_path: Path, capsys: pytest.C
     with pytest.raises(CheckpointError) as exc:
         load_checkpoint(ckpt)
     msg = str(exc.value)
-    assert msg.startswith(f"{ckpt}: weights are not finite ({name}: 2 of ") and "\n" not in msg, msg
+    assert msg.startswith(f"{ckpt}: weights are not finite ({name} has 2 of ") and "\n" not in msg, msg
     # a run whose newest checkpoint diverged resumes from the one before, with a warning
     run = tmp_path / "run"
     save_checkpoint({"model": {"w": torch.ones(1)}, "config": {}, "step": 2}, run / CKPT_DIR / "step-00000002.pt")
