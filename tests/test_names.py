@@ -162,3 +162,32 @@ def test_eval_with_unusual_names_writes_inside_out_and_prints_them_literally(
         assert name in printed, printed  # the table shows the name as written, not as markup
     assert set(record["per_category"]) == set(names.values())
     assert {r["object_id"] for r in record["per_object"]} <= set(ids)
+
+
+def test_convert_meshes_keeps_folder_and_file_names_as_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Mesh folder and file names become category names and object ids: refused or skipped when they
+    cannot be names, shown literally when they can."""
+    import trimesh
+
+    from pipelines import convert
+
+    src = tmp_path / "src"
+    for folder, stems in {"[bold red]chairs": ["a", "b", "c"], "tables": ["t1", "t2", "bad\nname"]}.items():
+        (src / folder).mkdir(parents=True)
+        for i, stem in enumerate(stems):
+            trimesh.creation.box(extents=(0.5, 0.8 + 0.1 * i, 0.4)).export(src / folder / f"{stem}.obj")
+    out = tmp_path / "m.h5"
+    info = convert.main(["meshes", "--src", str(src), "--out", str(out), "--workers", "0", "--no-progress"])
+    captured = capsys.readouterr()
+    assert "[bold red]chairs" in captured.out  # the summary table shows the folder name as written
+    assert "its name contains the control character U+000A (it becomes the object id)" in captured.err
+    assert info.categories["[bold red]chairs"] == "[bold red]chairs" and sum(info.objects("train").values()) >= 3
+    validate(out, check_meshes=True)
+
+    (src / "line\nbreak").mkdir()
+    trimesh.creation.box().export(src / "line\nbreak" / "x.obj")
+    with pytest.raises(SystemExit) as e:
+        convert.main(["meshes", "--src", str(src), "--out", str(tmp_path / "n.h5"), "--workers", "0", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "folder name 'line\\nbreak' contains the control character" in err[0]
+    assert not (tmp_path / "n.h5").exists()
