@@ -70,12 +70,12 @@ def object_id_problem(object_id: str) -> str | None:
 def safe_component(name: str, max_chars: int = 64) -> str:
     """A file-name component for ``name`` that stays in its folder on every OS.
 
-    Keeps ASCII letters, digits, ``-``, ``_`` and ``.`` (not leading), replaces anything else by ``_``
-    and cuts at ``max_chars``; a name changed on the way (or empty) gets ``-`` and 8 hex digits of
-    its SHA-1, so distinct names stay distinct files. ``chair`` stays ``chair``; ``../x`` becomes
+    Keeps ASCII letters, digits, ``_``, and ``-`` and ``.`` when not first; replaces anything else
+    by ``_`` and cuts at ``max_chars``; a name changed on the way (or empty) gets ``-`` and 8 hex
+    digits of its SHA-1, so distinct names stay distinct files. ``chair`` stays ``chair``; ``../x`` becomes
     ``_._x-<8 hex>``: never a path, never hidden, never ``.``/``..``."""
     kept = "".join(ch if ch in _SAFE else "_" for ch in name) or "_"
-    if kept.startswith("."):
+    if kept.startswith((".", "-")):  # no hidden file, nothing a command line takes for an option
         kept = "_" + kept[1:]
     if kept == name and 0 < len(kept) <= max_chars:
         return kept

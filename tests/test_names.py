@@ -18,7 +18,7 @@ from recon.data.schema import DatasetFormatError, DatasetWriter, validate
 from recon.names import MAX_NAME_CHARS, name_problem, safe_component
 
 HOSTILE = ["../../../X", "../../../../../../../../tmp/recon-escape", "/abs/olute", "a/b", "..", ".", "a\x00b",
-           "line\nbreak", "esc\x1b[31mred", "x" * 300, "C:\\win\\path", ""]
+           "line\nbreak", "esc\x1b[31mred", "x" * 300, "C:\\win\\path", "", "-rf"]
 FAST_EVAL = ["--split", "test", "--views", "0,", "--device", "cpu", "--impl", "torch", "--max-per-category", "1"]
 
 
