@@ -17,8 +17,9 @@ import torch
 from recon.data.schema import DatasetFormatError, DatasetWriter, validate
 from recon.names import MAX_NAME_CHARS, name_problem, safe_component
 
-HOSTILE = ["../../../X", "../../../../../../../../tmp/recon-escape", "/abs/olute", "a/b", "..", ".", "a\x00b",
-           "line\nbreak", "esc\x1b[31mred", "x" * 300, "C:\\win\\path", "", "-rf"]
+REFUSED = ["../../../X", "../../../../../escape", "/abs/olute", "a/b", "..", ".", "a\x00b",
+           "line\nbreak", "esc\x1b[31mred", "x" * 300, "C:\\win\\path", ""]  # as category names
+HOSTILE = REFUSED + ["-rf"]  # as file names
 FAST_EVAL = ["--split", "test", "--views", "0,", "--device", "cpu", "--impl", "torch", "--max-per-category", "1"]
 
 
@@ -81,20 +82,20 @@ def test_save_prediction_meshes_writes_only_inside_its_folder(tmp_path: Path) ->
     from recon.report import save_prediction_meshes
 
     verts, faces = load_obj(Path(__file__).resolve().parents[1] / "assets" / "sphere_642.obj")
-    out = tmp_path / "a" / "b" / "c" / "d" / "out"
+    out = tmp_path / "a" / "b" / "c" / "d" / "out"  # "../" x 5 from here is tmp_path: unsafe code stays in it
     out.mkdir(parents=True)
     before = _tree(tmp_path)
+    names = [n for n in HOSTILE if not n.startswith("/")] + [str(tmp_path / "abs"), str(tmp_path / "abs2" / "x")]
     preds = [Prediction("k", name, oid, 0, torch.rand(4, 16, 16), verts * 0.4, torch.zeros(32, 32, 32, dtype=torch.bool),
-                        0.5) for name, oid in zip(HOSTILE, reversed(HOSTILE))]
+                        0.5) for name, oid in zip(names, reversed(names))]
     paths = save_prediction_meshes(preds, faces, out)
     new = _tree(tmp_path) - before
     assert new and all(p.parent == out for p in new), sorted(map(str, new - {p for p in new if p.parent == out}))
     assert len(new) == 4 * len(preds) + 1  # obj, ply, glb, input png each; the manifest
     assert len({p.name for p in paths}) == len(preds)
-    assert not Path("/tmp/recon-escape").exists() and not Path("/abs").exists()
 
 
-@pytest.mark.parametrize("where, name", [("attr", n) for n in HOSTILE] + [("key", "..")]
+@pytest.mark.parametrize("where, name", [("attr", n) for n in REFUSED] + [("key", "..")]
                          + [("key", "line\nbreak"), ("key", "x" * 300)], ids=lambda x: repr(x[:20]))
 def test_validate_refuses_path_like_category_names(tmp_path: Path, where: str, name: str) -> None:
     p = _write(tmp_path / "d.h5", {"c1": "chair"}, ["o1"])
@@ -146,7 +147,7 @@ def test_eval_with_unusual_names_writes_inside_out_and_prints_them_literally(
     from pipelines import eval as eval_pipeline
 
     names = {"c1": "[bold red]evil", "c2": "a $x^$ b"}
-    ids = ["../../../../../escape", "/tmp/recon-abs-escape", "w" * 900]
+    ids = ["../../../../../../escape", str(tmp_path / "abs-escape"), "w" * 900]
     data = _write(tmp_path / "data.h5", names, ids)
     out = tmp_path / "a" / "b" / "c" / "d" / "out"
     out.mkdir(parents=True)
@@ -156,7 +157,6 @@ def test_eval_with_unusual_names_writes_inside_out_and_prints_them_literally(
     printed = capsys.readouterr().out
     new = _tree(tmp_path) - before
     assert all(out in p.parents for p in new), sorted(str(p) for p in new if out not in p.parents)
-    assert not Path("/tmp/recon-abs-escape").exists()
     assert len(list((out / "figs" / "meshes").glob("*.obj"))) == 6  # every test object of both categories
     for name in names.values():
         assert name in printed, printed  # the table shows the name as written, not as markup
