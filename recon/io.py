@@ -19,7 +19,8 @@ from typing import Any, Iterator
 __all__ = ["OutputPathError", "check_output_file", "check_writable_file", "check_output_dir", "atomic_path", "atomic_write_bytes",
            "NON_FINITE_NOTE", "json_text", "write_json"]
 
-NON_FINITE_NOTE = "non_finite"  # key added to a JSON object whose values (or nested values) were NaN/inf: path -> "nan"|"inf"|"-inf"
+# key added to a top-level JSON object some of whose values were NaN/inf: {dotted path: "nan" | "inf" | "-inf"}
+NON_FINITE_NOTE = "non_finite"
 
 
 class OutputPathError(ValueError):

@@ -86,8 +86,9 @@ def test_save_prediction_meshes_writes_only_inside_its_folder(tmp_path: Path) ->
     out.mkdir(parents=True)
     before = _tree(tmp_path)
     names = [n for n in HOSTILE if not n.startswith("/")] + [str(tmp_path / "abs"), str(tmp_path / "abs2" / "x")]
-    preds = [Prediction("k", name, oid, 0, torch.rand(4, 16, 16), verts * 0.4, torch.zeros(32, 32, 32, dtype=torch.bool),
-                        0.5) for name, oid in zip(names, reversed(names))]
+    grid = torch.zeros(32, 32, 32, dtype=torch.bool)
+    preds = [Prediction("k", name, oid, 0, torch.rand(4, 16, 16), verts * 0.4, grid, 0.5)
+             for name, oid in zip(names, reversed(names))]
     paths = save_prediction_meshes(preds, faces, out)
     new = _tree(tmp_path) - before
     assert new and all(p.parent == out for p in new), sorted(map(str, new - {p for p in new if p.parent == out}))
