@@ -192,3 +192,14 @@ def test_convert_meshes_keeps_folder_and_file_names_as_data(tmp_path: Path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "folder name 'line\\nbreak' contains the control character" in err[0]
     assert not (tmp_path / "n.h5").exists()
+
+
+def test_convert_softras_refuses_a_class_id_that_cannot_be_a_name(tmp_path: Path) -> None:
+    from recon.data.softras_npz import NpzFormatError, convert_softras
+
+    for kind in ("images", "voxels"):
+        (tmp_path / f"esc\x1b[2J_train_{kind}.npz").write_bytes(b"never read")
+    with pytest.raises(NpzFormatError) as e:
+        convert_softras(tmp_path, tmp_path / "out.h5", progress=False)
+    assert "class id 'esc\\x1b[2J'" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "out.h5").exists()
