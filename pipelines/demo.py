@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
         with counting_progress() as progress:
             record = run_demo(cfg, note=lambda text: console.print(escape(text), highlight=False),
                               train_hooks=TrainProgress(), progress=progress)
-        wide_print(results_table(record, title=f"{record['encoder']} on {Path(cfg.data).name}:test"))
+        wide_print(results_table(record, title=f"{record['encoder']} on {escape(Path(cfg.data).name)}:test"))
         gain = record["mean_iou"] - record["baselines"]["mean_shape"]["mean_iou"]
         retrieval = record["baselines"].get("retrieval")
         versus = (f", {record['mean_iou'] - retrieval['mean_iou']:+.3f} over retrieval of the nearest training shape"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field, fields
@@ -17,7 +16,7 @@ from typing import Any, Sequence
 from recon import cameras
 from recon.data.dataset import split_categories
 from recon.data.schema import validate as validate_dataset
-from recon.io import atomic_write_bytes, check_output_dir
+from recon.io import atomic_write_bytes, check_output_dir, json_text
 from recon.models.encoders import ENCODERS
 from recon.models.precision import PRECISION_HELP, PRECISIONS, check_precision
 from recon.ops.voxelize import check_protocol
@@ -140,16 +139,17 @@ class TrainConfig:
                 "they appear, a few hundred steps in); --no-flush-denormal computes them exactly"})
 
     def validate(self) -> list[int]:
-        """``check_flags()``, then the files: ``--out`` can become a run directory, the dataset has a
-        train and a val split in every category and ``--val-views`` fits it. Everything that would
-        otherwise fail at the first validation, hours in, fails now (one line naming flag or file).
+        """``check_flags()``, then the files: ``--out`` can become a run directory, the dataset has
+        train and val objects in every category, sound GT meshes (the evaluation after training scores
+        them) and ``--val-views`` fits it. Everything that would otherwise fail at the first validation,
+        hours in, fails now (one line naming flag or file).
 
         Returns:
             the validation view indices (``val_views`` resolved against the dataset's views).
         """
         self.check_flags()
         check_output_dir(self.out, "--out")
-        info = validate_dataset(self.data, require_splits=("train", "val"))
+        info = validate_dataset(self.data, require_splits=("train", "val"), check_meshes=True)
         split_categories(info, "train")
         return parse_views(self.val_views, info.num_views, "--val-views")
 
@@ -295,7 +295,7 @@ class CompareConfig:
             raise ValueError("--out must name a directory, got an empty string")
         self.train_config(encoders[0]).check_flags()
         check_output_dir(self.out, "--out")
-        info = validate_dataset(self.train.data, require_splits=("train", "val", self.split))
+        info = validate_dataset(self.train.data, require_splits=("train", "val", self.split), check_meshes=True)
         split_categories(info, "train")
         if self.classes:
             _check_classes(info, self.classes, self.preset)
@@ -396,4 +396,4 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
 
 def save_config(cfg: Any, path: str | os.PathLike) -> None:
     """``cfg`` (a dataclass) as indented JSON, written atomically."""
-    atomic_write_bytes(path, (json.dumps(dataclasses.asdict(cfg), indent=2) + "\n").encode())
+    atomic_write_bytes(path, (json_text(dataclasses.asdict(cfg)) + "\n").encode())
