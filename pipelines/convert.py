@@ -4,7 +4,7 @@
     python -m pipelines.convert meshes    --src my_meshes/ --out data/mine.h5 [--split 0.8,0.1,0.1]
     python -m pipelines.convert nmr       --src softras_data/ --out data/shapenet.h5 [--voxel-axes auto]
                                           ("softras", the earlier name, still works)
-    python -m pipelines.convert validate  data/synthetic.h5
+    python -m pipelines.convert validate  data/synthetic.h5 [--deep]
 
 Converters show progress bars, then objects per category and split, file size and time. Bad
 input: one line ``error: <message>`` on stderr, exit status 2. Ctrl-C / SIGTERM end it with
@@ -21,6 +21,8 @@ from recon.signals import default_stop_actions
 
 if __name__ == "__main__":  # first: a signal ends the program at once, except while a file is written (recon.signals)
     default_stop_actions()  # so a Ctrl-C during the imports below (rich, then torch in main) prints no traceback
+
+from rich.markup import escape  # noqa: E402
 
 from pipelines.cli import OneLineParser, console, err_console, user_errors  # noqa: E402
 
@@ -62,8 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how NMR voxel axes map onto ours: auto (detect per class from the alpha masks, default), nmr "
                         "(+y+x-z, derived from SoftRas' evaluation code), identity, or a signed axis permutation such "
                         "as +y+x-z (one signed world axis per source-grid axis)")
-    sub.add_parser("validate", help="check a dataset file and summarise it", description="Validate a recon HDF5 "
-                   "file (format, version, shapes, dtypes) and print a summary.").add_argument("path", help="HDF5 file")
+    q = sub.add_parser("validate", help="check a dataset file and summarise it", description="Validate a recon HDF5 "
+                       "file (format, version, shapes, dtypes, names, splits, GT meshes) and print a summary; --deep "
+                       "also decompresses every chunk (docs/operations.md).")
+    q.add_argument("path", help="HDF5 file")
+    q.add_argument("--deep", action="store_true", help="read every chunk, so corrupt compressed data is found now, "
+                   "not during a training (costs a full read of the file)")
     return p
 
 
@@ -79,9 +85,9 @@ def main(argv: list[str] | None = None):
             warnings.simplefilter("always")
             info = convert(cfg)
         for w in caught:
-            err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
-        title = (f"{cfg.path}: valid recon-hdf5 v{info.version}" if cfg.command == "validate"
-                 else f"{cfg.out} ({cfg.command})")
+            err_console.print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True, highlight=False)
+        title = (f"{escape(cfg.path)}: valid recon-hdf5 v{info.version}" if cfg.command == "validate"
+                 else f"{escape(cfg.out)} ({cfg.command})")
         console.print(summary_table(info, title, None if cfg.command == "validate" else time.time() - t0))
         return info
 

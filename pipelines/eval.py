@@ -41,13 +41,16 @@ def main(argv: list[str] | None = None) -> dict:
         with counting_progress() as progress:
             record = evaluate_run(cfg, progress=progress,
                                   note=lambda text: console.print(escape(text), highlight=False, soft_wrap=True))
-        wide_print(results_table(record, title=f"{record['encoder']} on {Path(cfg.data).name}:{cfg.split}"))
+        data = escape(Path(cfg.data).name)  # table titles are markup
+        wide_print(results_table(record, title=f"{record['encoder']} on {data}:{cfg.split}"))
         if "colour_baselines" in record:  # a coloured run (--colour): PSNR / L1 of its colours
-            wide_print(colour_table(record, title=f"{record['encoder']} colours on {Path(cfg.data).name}:{cfg.split}"))
+            wide_print(colour_table(record, title=f"{record['encoder']} colours on {data}:{cfg.split}"))
         base = record["baselines"]
         oracle = f", oracle {base['oracle']['mean_iou']:.4f}" if "oracle" in base else ""
+        retrieval = f", retrieval {base['retrieval']['mean_iou']:.4f}" if "retrieval" in base else ""
         console.print(f"mean 3D IoU {record['mean_iou']:.4f} under protocol {record['protocol']} (template "
-                      f"{base['template']['mean_iou']:.4f}, mean shape {base['mean_shape']['mean_iou']:.4f}{oracle}) "
+                      f"{base['template']['mean_iou']:.4f}, mean shape {base['mean_shape']['mean_iou']:.4f}{retrieval}"
+                      f"{oracle}) "
                       f"in {record['seconds']:.0f}s")
         console.print("wrote " + ", ".join(escape(p) for p in record["outputs"].values() if p))
         return record

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field, fields
@@ -17,7 +16,7 @@ from typing import Any, Sequence
 from recon import cameras
 from recon.data.dataset import split_categories
 from recon.data.schema import validate as validate_dataset
-from recon.io import atomic_write_bytes, check_output_dir
+from recon.io import atomic_write_bytes, check_output_dir, json_text
 from recon.models.encoders import ENCODERS
 from recon.models.precision import PRECISION_HELP, PRECISIONS, check_precision
 from recon.ops.voxelize import DEFAULT_PROTOCOL, PROTOCOL_ALIASES, PROTOCOL_CHOICES, check_protocol
@@ -114,6 +113,9 @@ class TrainConfig:
     decay_at: float = field(default=0.6, metadata={"help": "fraction of the run after which lr and sigma are x decay "
                                                             "(SoftRas: 150k of 250k)"})
     decay: float = field(default=0.3, metadata={"help": "lr and sigma multiplier after decay_at"})
+    decay_step: int = field(default=0, metadata={
+        "help": "the step from which lr and sigma are x decay, overriding --decay-at (0 = decay_at x iterations; a "
+                "clock-steered demo records where its decay fell)"})
     lr_schedule: str = field(default="step", metadata={
         "help": "step: lr x decay after decay_at (SoftRas) | cosine: lr falls along a half cosine from --lr to 0 "
                 "over the run; sigma steps at decay_at either way", "choices": LR_SCHEDULES})
@@ -132,18 +134,22 @@ class TrainConfig:
     tensorboard: bool = field(default=True, metadata={"help": "log to RUN/tb when tensorboard is installed"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = the cores idle at start, at least 1; "
                                                       "config.json records the result)"})
+    flush_denormal: bool = field(default=True, metadata={
+        "help": "flush subnormal floats to zero on CPU (x86 computes them in microcode: the step slows ~2x once "
+                "they appear, a few hundred steps in); --no-flush-denormal computes them exactly"})
 
     def validate(self) -> list[int]:
-        """``check_flags()``, then the files: ``--out`` can become a run directory, the dataset has a
-        train and a val split in every category and ``--val-views`` fits it. Everything that would
-        otherwise fail at the first validation, hours in, fails now (one line naming flag or file).
+        """``check_flags()``, then the files: ``--out`` can become a run directory, the dataset has
+        train and val objects in every category, sound GT meshes (the evaluation after training scores
+        them) and ``--val-views`` fits it. Everything that would otherwise fail at the first validation,
+        hours in, fails now (one line naming flag or file).
 
         Returns:
             the validation view indices (``val_views`` resolved against the dataset's views).
         """
         self.check_flags()
         check_output_dir(self.out, "--out")
-        info = validate_dataset(self.data, require_splits=("train", "val"))
+        info = validate_dataset(self.data, require_splits=("train", "val"), check_meshes=True)
         split_categories(info, "train")
         return parse_views(self.val_views, info.num_views, "--val-views")
 
@@ -156,6 +162,8 @@ class TrainConfig:
         for name in ("iterations", "batch_size", "val_every", "log_every", "keep", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        if self.decay_step < 0:
+            raise ValueError(f"--decay-step must be >= 0 (0 = decay_at x iterations), got {self.decay_step}")
         for name in ("lr", "sigma"):
             v = getattr(self, name)
             if not (v > 0 and math.isfinite(v)):
@@ -294,7 +302,7 @@ class CompareConfig:
             raise ValueError("--out must name a directory, got an empty string")
         self.train_config(encoders[0]).check_flags()
         check_output_dir(self.out, "--out")
-        info = validate_dataset(self.train.data, require_splits=("train", "val", self.split))
+        info = validate_dataset(self.train.data, require_splits=("train", "val", self.split), check_meshes=True)
         split_categories(info, "train")
         if self.classes:
             _check_classes(info, self.classes, self.preset)
@@ -338,6 +346,8 @@ class DemoConfig:
                                                             "--lr-schedule step, lr) is x 0.3"})
     lr_schedule: str = field(default="step", metadata={"help": "step | cosine (see pipelines.train --help)",
                                                        "choices": LR_SCHEDULES})
+    decay_step: int = field(default=0, metadata={"help": "with --iterations: the step of the decay (0 = decay_at x "
+                                                         "iterations); the reproduce line names it"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     precision: str = field(default="auto", metadata={"help": PRECISION_HELP, "choices": PRECISIONS})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = the cores idle at start, at least 1)"})
@@ -349,8 +359,9 @@ class DemoConfig:
             raise ValueError(f"--encoder {self.encoder!r} unknown; valid encoders: {', '.join(ENCODERS)}")
         if self.per_category < 1:
             raise ValueError(f"--per-category must be >= 1, got {self.per_category}")
-        if min(self.iterations, self.batch_size, self.threads) < 0:
-            raise ValueError("--iterations, --batch-size and --threads must be >= 0 (0 = the demo's choice)")
+        if min(self.iterations, self.batch_size, self.threads, self.decay_step) < 0:
+            raise ValueError("--iterations, --batch-size, --threads and --decay-step must be >= 0 (0 = the demo's "
+                             "choice)")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"--lr must be a positive finite number, got {self.lr}")
         if not (self.budget_minutes > 0 and math.isfinite(self.budget_minutes)):
@@ -392,4 +403,4 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
 
 def save_config(cfg: Any, path: str | os.PathLike) -> None:
     """``cfg`` (a dataclass) as indented JSON, written atomically."""
-    atomic_write_bytes(path, (json.dumps(dataclasses.asdict(cfg), indent=2) + "\n").encode())
+    atomic_write_bytes(path, (json_text(dataclasses.asdict(cfg)) + "\n").encode())

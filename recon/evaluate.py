@@ -4,10 +4,12 @@ published one) and score 3D IoU against the ground truth made under the same pro
 (``recon.data.ground_truth``), plus silhouette loss, Chamfer and F-score; average per
 category, then the unweighted mean over categories.
 
-Three reference rows come with it: the template sphere (the decoder's zero output), the
-category-mean shape (mean train grid of the category thresholded at 0.5) and the oracle (each
-object's GT mesh scored as if it were the prediction: the ceiling of the protocol on these data;
-only for files that store GT meshes, HDF5 format v2).
+Four reference rows come with it: the template sphere (the decoder's zero output), the
+category-mean shape (mean train grid of the category thresholded at 0.5), retrieval (the GT grid of
+the training object nearest by silhouette at the same view: ``recon.retrieval``; it uses 3D labels
+of the training set, which the model never sees) and the oracle (each object's GT mesh scored as if
+it were the prediction: the ceiling of the protocol on these data; only for files that store GT
+meshes, HDF5 format v2).
 
 Every row of a result table has one shape::
 
@@ -39,6 +41,9 @@ from recon.metrics import iou_3d, mesh_metrics, sample_mesh_surface
 from recon.ops.voxelize import DEFAULT_PROTOCOL, check_protocol, voxelize
 from recon.data.ground_truth import GroundTruth
 from recon.render.base import Renderer
+from recon.models.precision import inference_precision
+from recon.runs import load_model, lock_holder, resolve_checkpoint, run_dir_of
+from recon.retrieval import retrieval_row
 
 __all__ = ["parse_views", "EvalResult", "Prediction", "evaluate", "template_row", "mean_shape_row", "oracle_row",
            "reference_rows", "eval_record", "GT_POINTS", "GT_POINTS_SEED"]
@@ -257,13 +262,17 @@ def oracle_row(data: str | os.PathLike, split: str = "test", max_per_category: i
 
 def reference_rows(model: torch.nn.Module, data: str | os.PathLike, split: str = "test",
                    max_per_category: int | None = None, categories: Sequence[str] | None = None,
-                   protocol: str = DEFAULT_PROTOCOL, full_metrics: bool = True) -> dict[str, dict[str, Any]]:
-    """``{"template": row, "mean_shape": row, "oracle": row}``: what a model must beat (``model.decoder``'s
-    template, the category means) and the ceiling (the GT meshes; left out when the file has none)."""
+                   protocol: str = DEFAULT_PROTOCOL, full_metrics: bool = True,
+                   views: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
+    """``{"template": row, "mean_shape": row, "retrieval": row, "oracle": row}``: what a model must beat
+    (``model.decoder``'s template, the category means, the nearest training shape by silhouette at the
+    evaluated ``views``: ``recon.retrieval``) and the ceiling (the GT meshes; left out when the file has
+    none)."""
     faces = model.faces.detach().cpu()
     rows = {"template": template_row(model.decoder.template_mesh().detach().cpu(), faces, data, split,
                                      max_per_category, categories, protocol),
-            "mean_shape": mean_shape_row(data, split, max_per_category, categories, protocol)}
+            "mean_shape": mean_shape_row(data, split, max_per_category, categories, protocol),
+            "retrieval": retrieval_row(data, split, views, max_per_category, categories, protocol)}
     oracle = oracle_row(data, split, max_per_category, categories, protocol, full_metrics)
     if oracle is not None:
         rows["oracle"] = oracle

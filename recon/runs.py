@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from recon.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from recon.io import atomic_write_bytes
+from recon.io import atomic_write_bytes, json_text
 from recon.models import Reconstructor
 
 __all__ = ["CKPT_DIR", "METRICS_FILE", "LOCK_FILE", "RunLockedError", "step_checkpoints", "latest_valid_checkpoint",
@@ -183,8 +183,10 @@ def check_resumable(path: Path, state: dict[str, Any], encoder: str) -> None:
 
 
 # Settings whose change on --resume is harmless (where and how fast, not what is computed).
-_RESUME_FREE = {"resume", "out", "data", "iterations", "device", "workers", "tensorboard", "log_every", "val_every",
-                "val_objects", "val_views", "keep", "max_bad_steps", "threads", "impl"}
+# decay_step: like iterations (which moves decay_at x iterations), the end of the plan; a clock-steered
+# run (recon.budget) moves it until it is reached, so config.json and an older checkpoint may differ.
+_RESUME_FREE = {"resume", "out", "data", "iterations", "decay_step", "device", "workers", "tensorboard", "log_every",
+                "val_every", "val_objects", "val_views", "keep", "max_bad_steps", "threads", "impl"}
 
 
 def resume_differences(state: dict[str, Any], config: dict[str, Any], world_size: int) -> list[str]:
@@ -299,7 +301,7 @@ class MetricsLog:
         if not self.enabled:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json_text(record, indent=None) + "\n")  # strict: a NaN loss is logged as null + a note
         if self.tb is not None:
             step = record["step"]
             for k, v in record.items():

@@ -41,6 +41,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from recon import cameras
+from recon.budget import Plan
 from recon.checkpoint import CHECKPOINT_VERSION, CheckpointError
 from recon.colour import ColourObjective
 from recon.config import TrainConfig, save_config
@@ -54,7 +55,7 @@ from recon.models.precision import PrecisionChoice, choose_training_precision
 from recon.render import Renderer, get_renderer
 from recon.runs import (CKPT_DIR, MetricsLog, RunLock, check_resumable, clean_run_dir, find_resume_checkpoint,
                         resume_differences, save_best_checkpoint, save_step_checkpoint, step_checkpoints)
-from recon.runtime import choose_threads, tune_allocator
+from recon.runtime import choose_threads, flush_denormals, tune_allocator
 from recon.signals import Interrupted, graceful_stop, ignore_stop_signals, signal_name
 
 __all__ = ["TrainingError", "schedule", "SilhouetteObjective", "make_optimizer", "gradients_finite",
@@ -66,10 +67,10 @@ class TrainingError(RuntimeError):
 
 
 def schedule(cfg: TrainConfig, step: int) -> tuple[float, float]:
-    """(lr, sigma) at ``step``. sigma is x ``decay`` from step ``decay_at * iterations`` on (SoftRas:
-    150k of 250k); lr too with ``lr_schedule`` "step", while "cosine" lowers it along a half cosine
-    from ``lr`` at step 0 to 0 at step ``iterations``."""
-    factor = cfg.decay if step >= int(cfg.decay_at * cfg.iterations) else 1.0
+    """(lr, sigma) at ``step``. sigma is x ``decay`` from step ``decay_step`` on, or when it is 0 from
+    ``decay_at * iterations`` (SoftRas: 150k of 250k); lr too with ``lr_schedule`` "step", while
+    "cosine" lowers it along a half cosine from ``lr`` at step 0 to 0 at step ``iterations``."""
+    factor = cfg.decay if step >= (cfg.decay_step or int(cfg.decay_at * cfg.iterations)) else 1.0
     if cfg.lr_schedule == "cosine":
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step / max(cfg.iterations, 1), 1.0))), cfg.sigma * factor
     return cfg.lr * factor, cfg.sigma * factor
@@ -265,6 +266,12 @@ class TrainHooks:
     def on_step(self, step: int, info: dict[str, float]) -> None:
         """After each step: its losses (``loss, iou_loss, lap, flat``; ``val_iou, val_loss`` after a validation)."""
 
+    def plan(self, step: int, validated: bool) -> "Plan | None":
+        """After each step (``step`` done; ``validated``: the previous step validated and checkpointed,
+        so its time includes that): a new ``recon.budget.Plan`` (steps, decay step) to train to, or
+        None to keep the current one. Asked only in single-process runs."""
+        return None
+
     def on_message(self, text: str, level: str = "") -> None:
         """A remark for the user; ``level`` is "", "note" or "warning"."""
         if level == "warning":
@@ -399,6 +406,7 @@ class Trainer:
         else:
             threads, why = cfg.threads or torch.get_num_threads(), "requested" if cfg.threads else "torch default"
         torch.set_num_threads(threads)
+        flush_denormals(cfg.flush_denormal)
         old_precision = None if old is None else old["config"].get("precision", "fp32")  # unrecorded: fp32
         if cfg.precision == "auto" and old_precision in ("fp32", "bf16"):
             choice = PrecisionChoice(old_precision, "auto: as the resumed checkpoint")
@@ -411,7 +419,7 @@ class Trainer:
         self.model.set_precision(choice.precision)
         align_optimizer_state(self.optimizer)  # the layout set_precision chose, also for resumed moments
         self.precision = choice
-        self.cfg = dataclasses.replace(cfg, threads=threads, precision=choice.precision)
+        self.cfg = self.stepper.cfg = dataclasses.replace(cfg, threads=threads, precision=choice.precision)
         self.runtime_note = f"precision {choice.precision} ({choice.reason}); {threads} CPU thread(s) ({why})"
         self._say(self.runtime_note)
 
@@ -446,48 +454,67 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Train to ``cfg.iterations``. Returns ``{step, best_val_iou, time}``."""
-        cfg, log = self.cfg, self.logger
+        """Train to ``cfg.iterations`` (which ``hooks.plan`` may move as training goes). Returns
+        ``{step, best_val_iou, time}``."""
+        log = self.logger
         if self.is_main:
-            save_config(cfg, self.run_dir / "config.json")
+            save_config(self.cfg, self.run_dir / "config.json")
         self.model.train()
         t0 = last_t = time.time()
         last_step = self.step
+        validated = False
         self.hooks.on_start(self)
         with graceful_stop() as stop:
-            for batch in self.batches():
-                if any_rank(bool(stop), self.device):
-                    self._stop(int(all_reduce([float(stop.signum or 0)], self.device, "max")[0]))
-                out = self.train_step(batch)
-                self.step += 1
-                if out is None:
-                    self._skipped()
-                    continue
-                self.bad_steps = 0
-                info = {k: float(v.detach()) for k, v in out.items() if k != "renders"}
-                if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
-                    # the mean over ranks, i.e. over the global batch
-                    info = dict(zip(info, (v / self.world for v in all_reduce(list(info.values()), self.device))))
-                    now = time.time()
-                    lr, sigma = schedule(cfg, self.step - 1)
-                    log.log({"step": self.step, **info, "lr": lr, "sigma": sigma,
-                             "it_s": (self.step - last_step) / max(now - last_t, 1e-9), "time": now - t0})
-                    last_t, last_step = now, self.step
-                if self.step % (cfg.log_every * 20) == 0:
-                    log.images(self.step, batch, out["renders"])
-                if self.step % cfg.val_every == 0 or self.step == cfg.iterations:
-                    if self.is_main:
-                        val = self.validate()
-                        info.update(val)
-                        log.log({"step": self.step, **val})
-                        if val["val_iou"] > self.best_iou:
-                            self.best_iou = val["val_iou"]
-                            save_best_checkpoint(self.run_dir, self._state(full=False))
-                    self.save()
-                self.hooks.on_step(self.step, info)
-        if self.step >= cfg.iterations and self._saved_step != self.step:
+            while self.step < self.cfg.iterations:
+                for batch in self.batches():  # up to the planned end; rebuilt from self.step when it moves
+                    if any_rank(bool(stop), self.device):
+                        self._stop(int(all_reduce([float(stop.signum or 0)], self.device, "max")[0]))
+                    out = self.train_step(batch)
+                    self.step += 1
+                    if out is None:
+                        self._skipped()
+                        continue
+                    self.bad_steps = 0
+                    if self.world == 1:
+                        self._apply_plan(self.hooks.plan(self.step, validated))
+                    cfg = self.cfg
+                    info = {k: float(v.detach()) for k, v in out.items() if k != "renders"}
+                    if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
+                        # the mean over ranks, i.e. over the global batch
+                        info = dict(zip(info, (v / self.world for v in all_reduce(list(info.values()), self.device))))
+                        now = time.time()
+                        lr, sigma = schedule(cfg, self.step - 1)
+                        log.log({"step": self.step, **info, "lr": lr, "sigma": sigma,
+                                 "it_s": (self.step - last_step) / max(now - last_t, 1e-9), "time": now - t0})
+                        last_t, last_step = now, self.step
+                    if self.step % (cfg.log_every * 20) == 0:
+                        log.images(self.step, batch, out["renders"])
+                    validated = self.step % cfg.val_every == 0 or self.step == cfg.iterations
+                    if validated:
+                        if self.is_main:
+                            val = self.validate()
+                            info.update(val)
+                            log.log({"step": self.step, **val})
+                            if val["val_iou"] > self.best_iou:
+                                self.best_iou = val["val_iou"]
+                                save_best_checkpoint(self.run_dir, self._state(full=False))
+                        self.save()
+                    self.hooks.on_step(self.step, info)
+                    if self.step >= cfg.iterations:
+                        break
+        if self.step >= self.cfg.iterations and self._saved_step != self.step:
             self.save()  # the last step was skipped as non-finite: still leave a checkpoint of the end
         return {"step": self.step, "best_val_iou": self.best_iou, "time": time.time() - t0}
+
+    def _apply_plan(self, plan: Plan | None) -> None:
+        """Train to ``plan.iterations`` with the decay from ``plan.decay_step`` (config.json follows)."""
+        if plan is None or (plan.iterations, plan.decay_step) == (self.cfg.iterations, self.cfg.decay_step):
+            return
+        # the step reads the schedule from its own cfg: both follow the plan
+        self.cfg = self.stepper.cfg = dataclasses.replace(self.cfg, iterations=max(plan.iterations, self.step),
+                                                          decay_step=plan.decay_step)
+        if self.is_main:
+            save_config(self.cfg, self.run_dir / "config.json")
 
     def _skipped(self) -> None:
         self.bad_steps += 1

@@ -263,7 +263,8 @@ def test_eval_json_records_protocol_per_object_and_meshes(tiny_dataset: str, run
                               "--out", str(run_dir / "soft")])
     data = json.loads((run_dir / "soft.json").read_text())
     assert data["protocol"] == "softras-iou" and data["ground_truth"]["matches"] and data["ground_truth"]["meshes"]
-    assert set(data["baselines"]) == {"template", "mean_shape", "oracle"} and data["reference_notes"] == {}
+    assert set(data["baselines"]) == {"template", "mean_shape", "retrieval", "oracle"}
+    assert set(data["reference_notes"]) == {"retrieval"}
     assert data["baselines"]["oracle"]["mean_iou"] >= 0.97
     per = data["per_object"]
     assert len(per) == 2 * 2 * 3 and {p["view"] for p in per} == {0, 6, 12}

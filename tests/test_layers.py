@@ -32,15 +32,15 @@ LAYERS = ("core", "ops", "render", "models", "data", "train", "report", "workflo
 # itself, so a new top-level module must be given a layer here).
 ASSIGN = {
     "recon": "core", "recon.io": "core", "recon.errors": "core", "recon.signals": "core", "recon.runtime": "core",
-    "recon.distributed": "core", "recon.cameras": "core", "recon.mesh": "core",
+    "recon.distributed": "core", "recon.cameras": "core", "recon.mesh": "core", "recon.names": "core",
     "recon.ops": "ops",
     "recon.render": "render",
     "recon.models": "models", "recon.losses": "models", "recon.metrics": "models", "recon.colour": "models",
     "recon.data": "data",
     "recon.config": "train", "recon.training": "train", "recon.evaluate": "train", "recon.runs": "train",
-    "recon.checkpoint": "train", "recon.published": "train",
+    "recon.checkpoint": "train", "recon.published": "train", "recon.budget": "train", "recon.retrieval": "train",
     "recon.report": "report",
-    "recon.workflows": "workflows",
+    "recon.workflows": "workflows", "recon.app": "workflows",
     "tools": "tools",
     "pipelines": "pipelines",
 }

@@ -9,10 +9,12 @@ and prints ``summary_table``. A stop signal (``recon.signals``) ends any convers
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
 from rich.table import Table
+from rich.text import Text
 
 from recon.data.meshes import convert_meshes, parse_split
 from recon.data.schema import SPLITS, DatasetInfo, validate
@@ -47,6 +49,7 @@ class ConvertConfig:
     seed: int = 0  # synthetic: dataset seed; meshes: split shuffle seed
     split: str = "0.8,0.1,0.1"  # meshes: train,val,test ratios
     voxel_axes: str = "auto"  # nmr: auto, nmr, identity or a signed permutation
+    deep: bool = False  # validate: also read (decompress) every chunk and every GT mesh
 
     def __post_init__(self) -> None:
         self.command = COMMAND_ALIASES.get(self.command, self.command)
@@ -87,7 +90,14 @@ def convert(cfg: ConvertConfig) -> DatasetInfo:
         stop signal. Nothing is left at ``cfg.out`` unless the file is complete.
     """
     if cfg.command == "validate":
-        return validate(cfg.path)
+        info = validate(cfg.path, check_meshes=True, deep=cfg.deep)
+        for key, name in info.categories.items():
+            for split, needed_by in (("val", "train's periodic validation and eval --split val"),
+                                     ("test", "eval (--split test, the default), demo and compare")):
+                if not info.objects(split).get(key):
+                    warnings.warn(f"{cfg.path}: /{key}/{split}: no {split} objects in category {name!r}: "
+                                  f"{needed_by} will refuse this file", stacklevel=2)
+        return info
     torch.set_num_threads(1)  # per-object work is small: parallelism comes from the worker processes
     progress = not cfg.no_progress
     if cfg.command == "synthetic":
@@ -118,7 +128,7 @@ def summary_table(info: DatasetInfo, title: str, seconds: float | None = None) -
         counts = {s: info.objects(s).get(key) for s in SPLITS}
         for s in SPLITS:
             totals[s] += counts[s] or 0
-        t.add_row(key, name, *("-" if counts[s] is None else str(counts[s]) for s in SPLITS),
+        t.add_row(Text(key), Text(name), *("-" if counts[s] is None else str(counts[s]) for s in SPLITS),
                   str(sum(c or 0 for c in counts.values())))
     t.add_section()
     t.add_row("all", f"{len(info.categories)} categories", *(str(totals[s]) for s in SPLITS), str(sum(totals.values())))

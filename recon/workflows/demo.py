@@ -3,10 +3,13 @@ evaluate.
 
 The training runs for a wall-clock budget (``--budget-minutes``), not a fixed step count that
 would overrun on a slower machine: ``calibrate`` fixes the thread count and the precision, times a
-few of the demo's own training steps and one validation on a throwaway run, and sets the
-number of steps (and with it the lr/sigma decay point, ``decay_at`` x steps) up front. The run's
-config.json records steps, precision and threads: ``--iterations N --precision P --threads T``
-reproduces the run exactly (``--iterations N`` skips the calibration).
+few of the demo's own training steps and one validation on a throwaway run, and sets a first
+number of steps (and with it the lr/sigma decay point, ``decay_at`` x steps). As training goes,
+``recon.budget.BudgetSteer`` re-plans both from the measured rate (every 20 s and after every
+validation), so a step that slows down or speeds up mid-run moves the end, not the deadline. The
+run's config.json records the final steps, decay step, precision and threads: ``--iterations N
+--decay-step D --precision P --threads T`` reproduces the run exactly (``--iterations N`` skips the
+calibration and the steering).
 
 Existing outputs are reused: the dataset when it validates, the training when the run directory
 holds a run (finished: reused; unfinished: resumed), with the settings its config.json records.
@@ -24,6 +27,7 @@ from typing import Any, Callable
 
 import torch
 
+from recon.budget import BudgetSteer, Plan
 from recon.config import DemoConfig, EvalConfig, TrainConfig
 from recon.data.schema import DatasetFormatError, validate
 from recon.data.synthetic import build_synthetic, split_sizes
@@ -58,12 +62,12 @@ class Calibration:
 
 
 def demo_train_config(cfg: DemoConfig, device_type: str, iterations: int, precision: str | None = None,
-                      threads: int | None = None) -> TrainConfig:
+                      threads: int | None = None, decay_step: int | None = None) -> TrainConfig:
     """The demo's training of ``iterations`` steps: the device's batch (unless ``--batch-size``),
     validation ``VALIDATIONS`` times per run, resumed when the run directory holds checkpoints."""
     return TrainConfig(data=cfg.data, out=cfg.out, encoder=cfg.encoder, iterations=iterations,
                        batch_size=cfg.batch_size or DEMO_BATCH[device_type], lr=cfg.lr, decay_at=cfg.decay_at,
-                       lr_schedule=cfg.lr_schedule,
+                       decay_step=cfg.decay_step if decay_step is None else decay_step, lr_schedule=cfg.lr_schedule,
                        device=cfg.device, seed=cfg.seed, val_every=max(iterations // VALIDATIONS, 1),
                        precision=precision or cfg.precision, threads=cfg.threads if threads is None else threads,
                        resume=bool(step_checkpoints(cfg.out)))
@@ -96,6 +100,35 @@ def calibrate(cfg: DemoConfig, device: torch.device, budget_s: float) -> Calibra
     left = budget_s * (1 - _MARGIN) - seconds - VALIDATIONS * val_s
     iterations = max(int(left / step_s) // STEP_MULTIPLE * STEP_MULTIPLE, STEP_MULTIPLE)
     return Calibration(step_s, val_s, seconds, budget_s, iterations, precision, threads, note)
+
+
+class SteeredHooks(TrainHooks):
+    """``hooks`` (the caller's: progress, messages) plus ``steer``'s plan after every step; a plan that
+    moves the end by more than 2 % is announced with ``say``."""
+
+    def __init__(self, hooks: TrainHooks, steer: BudgetSteer, say: Callable[[str], None]):
+        self.hooks, self.steer, self.say = hooks, steer, say
+
+    def on_start(self, trainer: Trainer) -> None:
+        self.hooks.on_start(trainer)
+        self.steer.start()
+
+    def plan(self, step: int, validated: bool) -> Plan | None:
+        old = self.steer.plan
+        new = self.steer.after_step(step, validated)
+        if new is not None and abs(new.iterations - old.iterations) > 0.02 * old.iterations:
+            self.say(f"      step {step}: {1e3 * self.steer.step_s():.0f} ms/step now -> {new.iterations} steps, "
+                     f"decay at step {new.decay_step} (was {old.iterations}, {old.decay_step})")
+        return new
+
+    def on_step(self, step: int, info: dict[str, float]) -> None:
+        self.hooks.on_step(step, info)
+
+    def on_message(self, text: str, level: str = "") -> None:
+        self.hooks.on_message(text, level)
+
+    def on_end(self, trainer: Trainer, summary: dict[str, Any] | None) -> None:
+        self.hooks.on_end(trainer, summary)
 
 
 def _saved_run(out: str) -> dict[str, Any] | None:
@@ -134,12 +167,14 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
             f"({sizes['train']}/{sizes['val']}/{sizes['test']} objects per category)")
         build_synthetic(Path(cfg.data), per_category=sizes, seed=cfg.seed)
     t_train = time.time()
-    calibration = None
+    deadline = time.monotonic() + cfg.budget_minutes * 60 * (1 - _MARGIN)  # calibration included
+    calibration = steer = None
     saved = _saved_run(cfg.out) if not cfg.iterations else None
     if cfg.iterations:
         tc = demo_train_config(cfg, device.type, cfg.iterations)
     elif saved is not None:
-        tc = demo_train_config(cfg, device.type, saved["iterations"], saved.get("precision"), saved.get("threads"))
+        tc = demo_train_config(cfg, device.type, saved["iterations"], saved.get("precision"), saved.get("threads"),
+                               saved.get("decay_step", 0))
         say(f"[2/3] {cfg.out} holds a demo run of {tc.iterations} steps: continuing it with its recorded settings")
     else:
         say(f"[2/3] calibrating the training to a {cfg.budget_minutes:g}-minute budget")
@@ -148,7 +183,12 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
         decay_step = int(tc.decay_at * tc.iterations)
         say(f"      {1e3 * calibration.step_s:.0f} ms/step, {calibration.val_s:.1f} s/validation "
             f"({calibration.reason}) -> {tc.iterations} steps, "
-            f"{'lr/sigma' if tc.lr_schedule == 'step' else 'sigma'} decay at step {decay_step}")
+            f"{'lr/sigma' if tc.lr_schedule == 'step' else 'sigma'} decay at step {decay_step}"
+            + ("; re-planned from the measured rate as it trains" if tc.lr_schedule == "step" else ""))
+        if tc.lr_schedule == "step":  # cosine's lr depends on the steps at every step: no exact rerun if they move
+            steer = BudgetSteer(Plan(tc.iterations, decay_step), deadline, tc.val_every, tc.decay_at, calibration.val_s,
+                                floor=STEP_MULTIPLE)
+            train_hooks = SteeredHooks(train_hooks or TrainHooks(), steer, say)
     say(f"[2/3] training {tc.encoder} for {tc.iterations} steps x batch {tc.batch_size} on {device}")
     train(tc, train_hooks)
     saved = _saved_run(cfg.out) or {}
@@ -156,9 +196,10 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
     say("[3/3] evaluating on the test split (every view of every object)")
     record = evaluate_run(EvalConfig(checkpoint=cfg.out, data=cfg.data, split="test", device=cfg.device),
                           progress=progress, note=say)
-    settings = {k: saved.get(k, getattr(tc, k)) for k in ("iterations", "batch_size", "precision", "threads", "lr",
-                                                          "decay_at", "lr_schedule")}
+    settings = {k: saved.get(k, getattr(tc, k)) for k in ("iterations", "decay_step", "batch_size", "precision",
+                                                          "threads", "lr", "decay_at", "lr_schedule")}
     record["training"] = {**settings, "calibration": asdict(calibration) if calibration else None,
+                          "replans": steer.history if steer else [],
                           "reproduce": " ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())}
     record["train_minutes"] = train_minutes
     record["minutes"] = (time.time() - t0) / 60

@@ -22,6 +22,8 @@ from recon.config import EvalConfig, parse_views
 from recon.data.schema import validate
 from recon.distributed import resolve_device
 from recon.evaluate import eval_record, evaluate, reference_rows
+from recon.retrieval import RETRIEVAL_NOTE
+from recon.runtime import flush_denormals
 from recon.io import check_output_dir, check_output_file, check_writable_file, write_json
 from recon.models.precision import inference_precision
 from recon.render import RGBA_BACKENDS, get_renderer
@@ -65,9 +67,11 @@ def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = 
     """
     cfg.validate()
     say = note or (lambda text: None)
+    flush_denormals()  # recon.runtime: subnormal floats cost microcode time and change no IoU
     device = resolve_device(cfg.device)
     ckpt = resolve_checkpoint(cfg.checkpoint)
-    info = validate(cfg.data, require_splits=("train", cfg.split))  # train: the mean-shape reference row
+    # train: the mean-shape reference row; the GT meshes are read for Chamfer / F-score and the oracle row
+    info = validate(cfg.data, require_splits=("train", cfg.split), check_meshes=True)
     views = parse_views(cfg.views, info.num_views, "--views")
     run_dir = run_dir_of(ckpt)
     json_path, fig_dir = _outputs(cfg, run_dir)
@@ -104,8 +108,8 @@ def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = 
     for line in result.notes:
         say(f"note: {line}")
     baselines = reference_rows(model, cfg.data, cfg.split, cfg.max_per_category, protocol=cfg.protocol,
-                               full_metrics=cfg.full_metrics)
-    reference_notes = {}
+                               full_metrics=cfg.full_metrics, views=views)
+    reference_notes = {"retrieval": RETRIEVAL_NOTE}
     if "oracle" not in baselines:
         reference_notes["oracle"] = (f"skipped: {cfg.data} stores no ground-truth meshes (HDF5 format v1, or data "
                                      f"converted from SoftRas/NMR npz, which have none)")
