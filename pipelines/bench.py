@@ -10,7 +10,8 @@ batch with the data-loader wait, what --precision auto picks, voxelization throu
 3D-IoU protocols' throughput (softras: C++ kernel and tensor reference; exact). --contention also
 measures every training step next to a process that keeps one core busy, and training throughput
 per thread count and OpenMP wait policy; --layouts the network per encoder, precision and memory
-layout. Times are measured, never asserted.
+layout; --denormal the training step at initialisation and after --denormal-steps steps, with and
+without flushing subnormal floats (tools.bench_denormal). Times are measured, never asserted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from rich.table import Table
 
 from pipelines.cli import OneLineParser, console, user_errors, wide_print
-from recon.benchmark import (auto_precision, bench_contention, bench_layouts, bench_protocols, bench_renderers,
+from tools.bench import (auto_precision, bench_contention, bench_layouts, bench_protocols, bench_renderers,
                              bench_training_steps, bench_voxelize, records_as_dicts, renderer_ratios, step_ratios)
 from recon.distributed import resolve_device
 from recon.io import check_writable_file, write_json
@@ -133,12 +134,19 @@ def main(argv: list[str] | None = None) -> dict:
                         "wait policy")
     p.add_argument("--layouts", action="store_true",
                    help="also time each encoder's network per precision and memory layout (channels_last or not)")
+    p.add_argument("--denormal", action="store_true",
+                   help="also time the training step at initialisation and after --denormal-steps steps, flushing "
+                        "subnormal floats to zero or not")
+    p.add_argument("--denormal-steps", type=int, default=300,
+                   help="steps trained (flushing off) before the late measurement of --denormal (default: %(default)s)")
     args = p.parse_args(argv)
     with user_errors(), ExitStack() as stack:
         if args.json:
             check_writable_file(args.json, "--json")
         if args.workers < 0 or args.threads < 0:
             raise ValueError("--workers and --threads must be >= 0")
+        if not 1 <= args.denormal_steps <= 100_000:
+            raise ValueError(f"--denormal-steps must be in [1, 100000], got {args.denormal_steps}")
         _batches(args.step_batches)
         device = str(resolve_device(args.device))
         data = _step_data(args.data, stack)
@@ -176,6 +184,16 @@ def main(argv: list[str] | None = None) -> dict:
                                  ("encoder", "batch", "precision", "layout", "ms", "CPU ms"),
                                  [(r["encoder"], str(r["batch"]), r["precision"], r["layout"], f"{r['ms']:.1f}",
                                    f"{r['cpu_ms']:.1f}") for r in out["layouts"]]))
+        if args.denormal:
+            from tools.bench_denormal import bench_denormals, denormal_rows
+
+            rows = bench_denormals(data, steps=args.denormal_steps, threads=args.threads,
+                                   note=lambda text: console.print(text, highlight=False))
+            out["denormal"] = denormal_rows(rows)
+            console.print(_table("training step (batch 16), subnormal floats computed (off) or flushed to zero (on)",
+                                 ("point", "off ms", "on ms", "off / on", "subnormal values"),
+                                 [(r.point, f"{r.off_ms:.0f}", f"{r.on_ms:.0f}", f"{r.speedup:.2f}",
+                                   f"{r.subnormals:,} of {r.values:,}") for r in rows]))
         out["load_average"] = [load, os.getloadavg()]  # (1, 5, 15 min) before the training steps and at the end
         console.print(f"load average before the training steps {load[0]:.1f}, at the end "
                       f"{out['load_average'][1][0]:.1f} "

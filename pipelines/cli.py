@@ -108,6 +108,14 @@ def wide_print(renderable: Any) -> None:
         Console(width=10_000, highlight=False).print(renderable)
 
 
+def _impls(t: "Trainer") -> str:
+    """The implementations the training renders with: ``cpp``, or ``cpp (colour: cpp)`` for ``--colour``."""
+    impl = getattr(t.renderer, "impl", "-")
+    if not t.cfg.colour or not hasattr(t.renderer, "rgba_impl"):
+        return impl
+    return f"{impl} (colour: {t.renderer.rgba_impl})"
+
+
 class TrainProgress:
     """``recon.training.TrainHooks`` for a console: rank 0 prints a header line, a progress bar
     (``loss``, ``iou_loss``, ``val_iou``, it/s) and the training's notes and warnings."""
@@ -122,7 +130,7 @@ class TrainProgress:
         colour = f" + {n['colour']:,} colour head" if "colour" in n else ""
         console.print(f"[bold]recon train[/] encoder={t.cfg.encoder} ({n['encoder']:,} + {n['decoder']:,} decoder"
                       f"{colour} = "
-                      f"{n['total']:,} parameters) backend={t.cfg.backend} impl={getattr(t.renderer, 'impl', '-')} "
+                      f"{n['total']:,} parameters) backend={t.cfg.backend} impl={_impls(t)} "
                       f"device={t.device} world={t.world} -> {escape(t.cfg.out)}")
         self.bar = make_progress("loss", "iou_loss", "val_iou", "it_s")
         self.task = self.bar.add_task("train", total=t.cfg.iterations, completed=t.step, loss="-", iou_loss="-",

@@ -24,7 +24,7 @@ import sys
 from rich.markup import escape
 
 from pipelines.cli import OneLineParser, TrainProgress, console, counting_progress, user_errors, wide_print
-from recon.compare import preset_defaults, run_comparison
+from recon.workflows.compare import preset_defaults, run_comparison
 from recon.config import CompareConfig, TrainConfig, add_dataclass_args, config_from_args
 from recon.report import comparison_table
 from recon.training import TrainingError

@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from pipelines.cli import OneLineParser, TrainProgress, console, counting_progress, user_errors, wide_print
 from recon.config import DemoConfig, add_dataclass_args, config_from_args
-from recon.demo import run_demo
+from recon.workflows.demo import run_demo
 from recon.report import results_table
 from recon.training import TrainingError
 
@@ -39,11 +39,14 @@ def main(argv: list[str] | None = None) -> dict:
                               train_hooks=TrainProgress(), progress=progress)
         wide_print(results_table(record, title=f"{record['encoder']} on {Path(cfg.data).name}:test"))
         gain = record["mean_iou"] - record["baselines"]["mean_shape"]["mean_iou"]
+        retrieval = record["baselines"].get("retrieval")
+        versus = (f", {record['mean_iou'] - retrieval['mean_iou']:+.3f} over retrieval of the nearest training shape"
+                  if retrieval else "")
         training = record["training"]
         console.print(f"training: {training['iterations']} steps in {record['train_minutes']:.1f} min; the same "
                       f"training again: python -m pipelines.demo {training['reproduce']}", highlight=False)
         console.print(f"[bold green]demo done in {record['minutes']:.1f} min[/]: test IoU {record['mean_iou']:.3f}, "
-                      f"{gain:+.3f} over the category-mean shape. Report: {escape(record['outputs']['json'])}, "
+                      f"{gain:+.3f} over the category-mean shape{versus}. Report: {escape(record['outputs']['json'])}, "
                       f"figures: {escape(str(record['outputs']['figures']))}")
         return record
 

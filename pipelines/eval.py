@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from pipelines.cli import OneLineParser, console, counting_progress, user_errors, wide_print
 from recon.config import EvalConfig, add_dataclass_args, config_from_args
-from recon.evaluate import evaluate_run
+from recon.workflows.eval import evaluate_run
 from recon.report import colour_table, results_table
 
 
@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> dict:
             wide_print(colour_table(record, title=f"{record['encoder']} colours on {Path(cfg.data).name}:{cfg.split}"))
         base = record["baselines"]
         oracle = f", oracle {base['oracle']['mean_iou']:.4f}" if "oracle" in base else ""
+        retrieval = f", retrieval {base['retrieval']['mean_iou']:.4f}" if "retrieval" in base else ""
         console.print(f"mean 3D IoU {record['mean_iou']:.4f} under protocol {record['protocol']} (template "
-                      f"{base['template']['mean_iou']:.4f}, mean shape {base['mean_shape']['mean_iou']:.4f}{oracle}) "
+                      f"{base['template']['mean_iou']:.4f}, mean shape {base['mean_shape']['mean_iou']:.4f}{retrieval}"
+                      f"{oracle}) "
                       f"in {record['seconds']:.0f}s")
         console.print("wrote " + ", ".join(escape(p) for p in record["outputs"].values() if p))
         return record

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 
 from pipelines.cli import OneLineParser, console, user_errors
-from recon.gpucheck import REPORT_JSON, REPORT_MD, GpuCheckConfig, run_gpu_check
+from tools.gpucheck import REPORT_JSON, REPORT_MD, GpuCheckConfig, run_gpu_check
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _view(text: str) -> int | None:
-    """``auto`` -> None, else an int (range checked by ``recon.predict.check_view``)."""
+    """``auto`` -> None, else an int (range checked by ``recon.workflows.predict.check_view``)."""
     if text == "auto":
         return None
     try:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         # imported after parsing so that --help and flag errors answer at once (recon imports torch)
         from recon.data.image_io import Framing, ImageError
         from recon.io import check_output_dir
-        from recon.predict import Predictor, check_view
+        from recon.workflows.predict import Predictor, check_view
 
         framing = Framing.from_flags(args.framing, args.fill)
         check_view(args.view)

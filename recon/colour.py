@@ -29,7 +29,7 @@ what the colour head adds over one flat, correct colour per object.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -85,14 +85,20 @@ class ColourObjective(nn.Module):
         self.lambda_colour = float(lambda_colour)
 
     def forward(self, model: nn.Module, renderer: Renderer, faces: torch.Tensor,
-                batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                batch: dict[str, torch.Tensor], mark: Callable[[str, torch.Tensor | None], None] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """``mark(phase, tensor)``: as ``recon.training.SilhouetteObjective.forward``."""
         images = torch.cat([batch["image_a"], batch["image_b"]])
         device = images.device
         input_az = cameras.view_azimuths(torch.cat([batch["view_a"], batch["view_b"]])).to(device)
         verts, colours = model(images, azimuth=input_az, with_colours=True)  # (2B, V, 3) each: [M_a, M_b]
+        if mark is not None:
+            mark("network", verts)
         views = torch.cat([batch["view_a"], batch["view_a"], batch["view_b"], batch["view_b"]])
         rgba = renderer.rgba(torch.cat([verts, verts]), faces, cameras.view_azimuths(views).to(device),
                              torch.cat([colours, colours]))  # (4B, 4, S, S): [M_a@a, M_b@a, M_a@b, M_b@b]
+        if mark is not None:
+            mark("render", rgba)
         out = self.silhouette.losses(verts, rgba[:, 3], batch)
         targets = torch.cat([batch["image_a"], batch["image_a"], batch["image_b"], batch["image_b"]])
         colour = colour_l1(rgba[:, :3], targets)

@@ -20,7 +20,7 @@ from recon.data.schema import validate as validate_dataset
 from recon.io import atomic_write_bytes, check_output_dir
 from recon.models.encoders import ENCODERS
 from recon.models.precision import PRECISION_HELP, PRECISIONS, check_precision
-from recon.protocols import check_protocol
+from recon.ops.voxelize import check_protocol
 from recon.ranges import check_ranges
 from recon.render import BACKENDS, RGBA_BACKENDS
 
@@ -115,6 +115,9 @@ class TrainConfig:
     decay_at: float = field(default=0.6, metadata={"help": "fraction of the run after which lr and sigma are x decay "
                                                             "(SoftRas: 150k of 250k)"})
     decay: float = field(default=0.3, metadata={"help": "lr and sigma multiplier after decay_at"})
+    decay_step: int = field(default=0, metadata={
+        "help": "the step from which lr and sigma are x decay, overriding --decay-at (0 = decay_at x iterations; a "
+                "clock-steered demo records where its decay fell)"})
     lr_schedule: str = field(default="step", metadata={
         "help": "step: lr x decay after decay_at (SoftRas) | cosine: lr falls along a half cosine from --lr to 0 "
                 "over the run; sigma steps at decay_at either way", "choices": LR_SCHEDULES})
@@ -133,6 +136,9 @@ class TrainConfig:
     tensorboard: bool = field(default=True, metadata={"help": "log to RUN/tb when tensorboard is installed"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = the cores idle at start, at least 1; "
                                                       "config.json records the result)"})
+    flush_denormal: bool = field(default=True, metadata={
+        "help": "flush subnormal floats to zero on CPU (x86 computes them in microcode: the step slows ~2x once "
+                "they appear, a few hundred steps in); --no-flush-denormal computes them exactly"})
 
     def validate(self) -> list[int]:
         """``check_flags()``, then the files: ``--out`` can become a run directory, the dataset has a
@@ -157,6 +163,8 @@ class TrainConfig:
         for name in ("iterations", "batch_size", "val_every", "log_every", "keep", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        if self.decay_step < 0:
+            raise ValueError(f"--decay-step must be >= 0 (0 = decay_at x iterations), got {self.decay_step}")
         for name in ("lr", "sigma"):
             v = getattr(self, name)
             if not (v > 0 and math.isfinite(v)):
@@ -258,7 +266,7 @@ class CompareConfig:
         "help": "comma-separated category keys or names the dataset must hold exactly (error otherwise; convert "
                 "with --classes)"})
     preset: str | None = field(default=None, metadata={
-        "help": "named settings (recon.compare.PRESETS): softras-shapenet | report-6 | demo; explicit flags override "
+        "help": "named settings (recon.workflows.compare.PRESETS): softras-shapenet | report-6 | demo; explicit flags override "
                 "them"})
     figures: int = field(default=2, metadata={"help": "Fig. 2 rows per category"})
     full_metrics: bool = field(default=True, metadata={"help": "also compute Chamfer distance and F-score"})
@@ -335,6 +343,8 @@ class DemoConfig:
                                                             "--lr-schedule step, lr) is x 0.3"})
     lr_schedule: str = field(default="step", metadata={"help": "step | cosine (see pipelines.train --help)",
                                                        "choices": LR_SCHEDULES})
+    decay_step: int = field(default=0, metadata={"help": "with --iterations: the step of the decay (0 = decay_at x "
+                                                         "iterations); the reproduce line names it"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     precision: str = field(default="auto", metadata={"help": PRECISION_HELP, "choices": PRECISIONS})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = the cores idle at start, at least 1)"})
@@ -346,8 +356,9 @@ class DemoConfig:
             raise ValueError(f"--encoder {self.encoder!r} unknown; valid encoders: {', '.join(ENCODERS)}")
         if self.per_category < 1:
             raise ValueError(f"--per-category must be >= 1, got {self.per_category}")
-        if min(self.iterations, self.batch_size, self.threads) < 0:
-            raise ValueError("--iterations, --batch-size and --threads must be >= 0 (0 = the demo's choice)")
+        if min(self.iterations, self.batch_size, self.threads, self.decay_step) < 0:
+            raise ValueError("--iterations, --batch-size, --threads and --decay-step must be >= 0 (0 = the demo's "
+                             "choice)")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"--lr must be a positive finite number, got {self.lr}")
         if not (self.budget_minutes > 0 and math.isfinite(self.budget_minutes)):

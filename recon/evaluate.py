@@ -1,26 +1,25 @@
 """Evaluation under a 3D-IoU protocol: predict a mesh from every (selected) view of every object
-of a split, voxelize it at 32^3 under the protocol (``recon.protocols``; default ``softras``, the
+of a split, voxelize it at 32^3 under the protocol (``recon.ops.voxelize``; default ``softras``, the
 published one) and score 3D IoU against the ground truth made under the same protocol
-(``recon.protocols.ground_truth``), plus silhouette loss, Chamfer and F-score; average per
+(``recon.data.ground_truth``), plus silhouette loss, Chamfer and F-score; average per
 category, then the unweighted mean over categories.
 
-Three reference rows come with it: the template sphere (the decoder's zero output), the
-category-mean shape (mean train grid of the category thresholded at 0.5) and the oracle (each
-object's GT mesh scored as if it were the prediction: the ceiling of the protocol on these data;
-only for files that store GT meshes, HDF5 format v2).
+Four reference rows come with it: the template sphere (the decoder's zero output), the
+category-mean shape (mean train grid of the category thresholded at 0.5), retrieval (the GT grid of
+the training object nearest by silhouette at the same view: ``recon.retrieval``; it uses 3D labels
+of the training set, which the model never sees) and the oracle (each object's GT mesh scored as if
+it were the prediction: the ceiling of the protocol on these data; only for files that store GT
+meshes, HDF5 format v2).
 
 Every row of a result table has one shape::
 
     row = {"mean_iou": float, "mean_loss": float | None,
            "per_category": {name: {"iou": float, "loss": ..., "chamfer": ..., "fscore": ..., "n": int}}}
 
-(reference rows: ``mean_loss`` None, ``n`` objects per category). ``evaluate_run(EvalConfig)`` is the
-whole of ``python -m pipelines.eval`` and returns the eval record: a row plus ``mean_chamfer,
-mean_fscore, protocol, checkpoint, encoder, parameters, step, split, views, backend, seconds, outputs``,
-``baselines: {"template": row, "mean_shape": row[, "oracle": row]}``, ``reference_notes`` (why a
-reference row is missing), ``ground_truth`` (which stored grids were scored against), ``notes`` and
-``per_object``: one ``{category, object_id, view, iou}`` per scored prediction (``mesh``: the file
-stem in ``outputs.meshes`` for the saved ones).
+(reference rows: ``mean_loss`` None, ``n`` objects per category). This module computes and returns
+records and tensors (``EvalResult``, ``Prediction``); it writes no file. The whole of
+``python -m pipelines.eval`` (checks, this, the JSON and the figures) is
+``recon.workflows.eval.evaluate_run``.
 """
 
 from __future__ import annotations
@@ -43,17 +42,16 @@ from recon.distributed import resolve_device
 from recon.io import check_output_dir, check_output_file, check_writable_file, write_json
 from recon.losses import iou_loss
 from recon.metrics import iou_3d, mesh_metrics, sample_mesh_surface
-from recon.protocols import DEFAULT_PROTOCOL, check_protocol, voxelize
-from recon.protocols.ground_truth import GroundTruth
+from recon.ops.voxelize import DEFAULT_PROTOCOL, check_protocol, voxelize
+from recon.data.ground_truth import GroundTruth
 from recon.render import RGBA_BACKENDS, get_renderer
 from recon.render.base import Renderer
-from recon.report import (figure_predictions, prediction_mesh_name, save_prediction_meshes, viewer_items,
-                          write_viewer_page)
 from recon.models.precision import inference_precision
 from recon.runs import load_model, lock_holder, resolve_checkpoint, run_dir_of
+from recon.retrieval import retrieval_row
 
 __all__ = ["parse_views", "EvalResult", "Prediction", "evaluate", "template_row", "mean_shape_row", "oracle_row",
-           "reference_rows", "eval_record", "evaluate_run", "GT_POINTS", "GT_POINTS_SEED"]
+           "reference_rows", "eval_record", "GT_POINTS", "GT_POINTS_SEED"]
 
 GT_POINTS = 2048  # points sampled on a GT mesh (and on each prediction) for Chamfer / F-score
 GT_POINTS_SEED = 1_000_003  # generator seed of the GT mesh samples (predictions use 0 + view position)
@@ -126,7 +124,7 @@ def evaluate(model: torch.nn.Module, renderer: Renderer, data: str | os.PathLike
             when the file stores meshes, else against the GT grid's surface cells).
         keep_predictions: keep this many predictions per category (view ``views[0]`` of the first objects).
         progress: called with the number of objects done after each object.
-        protocol: ``"softras"`` (published) or ``"exact"`` (``recon.protocols``).
+        protocol: ``"softras"`` (published) or ``"exact"`` (``recon.ops.voxelize``).
         colour_scores: for a model with a colour head, also score the colours (``recon.colour``: ``psnr``,
             ``l1``, ``psnr_novel``, ``l1_novel`` and the mean-colour baseline's, prefixed ``mean_colour_``);
             needs a renderer with ``rgba``.
@@ -269,13 +267,17 @@ def oracle_row(data: str | os.PathLike, split: str = "test", max_per_category: i
 
 def reference_rows(model: torch.nn.Module, data: str | os.PathLike, split: str = "test",
                    max_per_category: int | None = None, categories: Sequence[str] | None = None,
-                   protocol: str = DEFAULT_PROTOCOL, full_metrics: bool = True) -> dict[str, dict[str, Any]]:
-    """``{"template": row, "mean_shape": row, "oracle": row}``: what a model must beat (``model.decoder``'s
-    template, the category means) and the ceiling (the GT meshes; left out when the file has none)."""
+                   protocol: str = DEFAULT_PROTOCOL, full_metrics: bool = True,
+                   views: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
+    """``{"template": row, "mean_shape": row, "retrieval": row, "oracle": row}``: what a model must beat
+    (``model.decoder``'s template, the category means, the nearest training shape by silhouette at the
+    evaluated ``views``: ``recon.retrieval``) and the ceiling (the GT meshes; left out when the file has
+    none)."""
     faces = model.faces.detach().cpu()
     rows = {"template": template_row(model.decoder.template_mesh().detach().cpu(), faces, data, split,
                                      max_per_category, categories, protocol),
-            "mean_shape": mean_shape_row(data, split, max_per_category, categories, protocol)}
+            "mean_shape": mean_shape_row(data, split, max_per_category, categories, protocol),
+            "retrieval": retrieval_row(data, split, views, max_per_category, categories, protocol)}
     oracle = oracle_row(data, split, max_per_category, categories, protocol, full_metrics)
     if oracle is not None:
         rows["oracle"] = oracle
@@ -293,105 +295,3 @@ def eval_record(result: EvalResult, baselines: dict[str, dict[str, Any]],
     rec.update(extra or {})
     rec["per_object"] = result.per_object  # last: the long list
     return rec
-
-
-def _outputs(cfg: EvalConfig, run_dir: Path) -> tuple[Path, Path | None]:
-    """(JSON path, figure directory or None) of an evaluation, checked writable before any work."""
-    json_path = Path(cfg.json) if cfg.json else run_dir / f"eval_{cfg.split}.json"
-    flag = "--json" if cfg.json else "--json (default)"
-    if json_path.is_dir():
-        raise ValueError(f"{flag} {json_path}: is a directory, expected a file path")
-    check_writable_file(json_path, flag)
-    if not cfg.figures:
-        return json_path, None
-    fig_dir = Path(cfg.out) if cfg.out else run_dir / f"eval_{cfg.split}"
-    flag = "--out" if cfg.out else "--out (default)"
-    check_output_dir(fig_dir, flag)
-    check_output_file(fig_dir / "predictions.png", flag)
-    check_output_file(fig_dir / "index.html", flag)
-    check_output_dir(fig_dir / "meshes", flag)
-    return json_path, fig_dir
-
-
-def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = None,
-                 note: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Everything ``python -m pipelines.eval`` does: check the flags, the checkpoint, the dataset and
-    that the outputs can be written (all before computing), evaluate, add the reference rows, write
-    the JSON and the figures.
-
-    Args:
-        progress: ``progress(done, total)`` objects, after each object.
-        note: receives one-line remarks (what is evaluated; a run that a training is still writing).
-    Returns:
-        The eval record (see ``eval_record``) with ``protocol, reference_notes, checkpoint, encoder,
-        parameters (encoder, decoder, total), step, split, views, backend, precision, seconds`` and ``outputs {json,
-        figures, meshes, viewer}`` (paths written, None when not).
-    """
-    cfg.validate()
-    say = note or (lambda text: None)
-    device = resolve_device(cfg.device)
-    ckpt = resolve_checkpoint(cfg.checkpoint)
-    info = validate(cfg.data, require_splits=("train", cfg.split))  # train: the mean-shape reference row
-    views = parse_views(cfg.views, info.num_views, "--views")
-    run_dir = run_dir_of(ckpt)
-    json_path, fig_dir = _outputs(cfg, run_dir)
-    model, state = load_model(ckpt, device, encoder=cfg.encoder)
-    precision = inference_precision(cfg.precision, state.get("precision"), device)
-    model.set_precision(precision.precision)  # the encoder/decoder's; renderer and metrics stay fp32
-    renderer = get_renderer(cfg.backend, image_size=info.image_size, device=str(device), impl=cfg.impl)
-    holder = lock_holder(run_dir)
-    if holder is not None:
-        say(f"note: {run_dir} is being written by a training (PID {holder}); evaluating {ckpt.name} as it is now")
-    encoder = state["config"].get("encoder")
-    total = sum(min(n, cfg.max_per_category or n) for n in info.objects(cfg.split).values())
-    say(f"recon eval {ckpt} (encoder={encoder}, step {state['step']}) on {cfg.data}:{cfg.split}, "
-        f"{total} objects x {len(views)} views, backend={cfg.backend}, 3D IoU protocol {cfg.protocol}, "
-        f"precision {precision.precision} ({precision.reason})")
-    done = [0]
-
-    def advance(k: int) -> None:
-        done[0] += k
-        if progress is not None:
-            progress(done[0], total)
-
-    coloured = model.colour_head is not None
-    score_colours = coloured and cfg.backend in RGBA_BACKENDS
-    if coloured and not score_colours:
-        say(f"note: colour scores skipped: the {cfg.backend} backend has no colour render ({', '.join(RGBA_BACKENDS)} "
-            f"have one)")
-    t0 = time.time()
-    result = evaluate(model, renderer, cfg.data, cfg.split, views=views, max_per_category=cfg.max_per_category,
-                      device=device, full_metrics=cfg.full_metrics, keep_predictions=cfg.figures, progress=advance,
-                      protocol=cfg.protocol, colour_scores=score_colours)
-    # a coloured run: mean_psnr ... and colour_baselines {"mean_colour": row}, moved out of per_category
-    colour = colour_record(result.per_category) if score_colours else {}
-    for line in result.notes:
-        say(f"note: {line}")
-    baselines = reference_rows(model, cfg.data, cfg.split, cfg.max_per_category, protocol=cfg.protocol,
-                               full_metrics=cfg.full_metrics)
-    reference_notes = {}
-    if "oracle" not in baselines:
-        reference_notes["oracle"] = (f"skipped: {cfg.data} stores no ground-truth meshes (HDF5 format v1, or data "
-                                     f"converted from SoftRas/NMR npz, which have none)")
-        say(f"note: oracle row {reference_notes['oracle']}")
-    outputs: dict[str, str | None] = {"json": str(json_path), "figures": None, "meshes": None, "viewer": None}
-    record = eval_record(result, baselines, extra={
-        "protocol": cfg.protocol, "reference_notes": reference_notes, "checkpoint": str(ckpt), "encoder": encoder,
-        "parameters": model.num_parameters(), "step": state["step"], "split": cfg.split, "views": views,
-        "backend": cfg.backend, "precision": precision.precision, "seconds": time.time() - t0, "outputs": outputs,
-        **colour})
-    if result.predictions and fig_dir is not None:
-        faces = model.faces.cpu()
-        figure_predictions(result.predictions, faces, fig_dir / "predictions.png",
-                           title=f"{encoder}: input, prediction from 3 views, GT voxels ({cfg.protocol} grid)")
-        colors = [p.colors for p in result.predictions] if coloured else None  # None: grey meshes
-        save_prediction_meshes(result.predictions, faces, fig_dir / "meshes", colors=colors)
-        for p in result.predictions:  # each saved mesh names its per_object record, and the record its mesh
-            if p.record >= 0:
-                result.per_object[p.record]["mesh"] = prediction_mesh_name(p.name, p.object_id, p.view)
-        items = viewer_items(result.predictions, faces, colors=colors, mesh_dir=fig_dir / "meshes", page_dir=fig_dir)
-        write_viewer_page(items, fig_dir / "index.html", f"{encoder} on {cfg.split}: predictions")
-        outputs.update(figures=str(fig_dir / "predictions.png"), meshes=str(fig_dir / "meshes"),
-                       viewer=str(fig_dir / "index.html"))
-    write_json(record, json_path)
-    return record

@@ -2,7 +2,7 @@
 
 Only numbers that could be checked against a public source are here; a category or a row that
 could not be checked is left out rather than guessed (the comparison report shows "–" for it).
-Every number is the SoftRas/NMR protocol (``recon.protocols``, ``softras``): 32^3 IoU, mean over
+Every number is the SoftRas/NMR protocol (``recon.ops.voxelize``, ``softras``): 32^3 IoU, mean over
 the 24 views of every object of the ``val`` split of a class, then the unweighted mean over the 13
 classes (``mean_iou`` is that 13-class mean, whatever categories a comparison has).
 

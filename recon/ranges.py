@@ -70,7 +70,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "eps": Range(0, 0.5, lo_open=True, hi_open=True, integer=False),
         "lambda_lap": Range(0, 1e6, integer=False), "lambda_flat": Range(0, 1e6, integer=False),
         "lambda_colour": Range(0, 1e6, integer=False),
-        "decay_at": Range(0, 1, integer=False), "decay": Range(0, 1, **_POS),
+        "decay_at": Range(0, 1, integer=False), "decay": Range(0, 1, **_POS), "decay_step": Range(0, MAX_STEPS),
         "seed": Range(0, 2 ** 63 - 1), "val_every": Range(1, MAX_STEPS), "val_objects": Range(0, MAX_OBJECTS),
         "log_every": Range(1, MAX_STEPS), "keep": Range(1, 1000), "workers": Range(0, "threads"),
         "max_bad_steps": Range(1, MAX_STEPS), "threads": Range(0, "threads"),
@@ -82,7 +82,8 @@ RANGES: dict[str, dict[str, Range]] = {
             MIN_DEMO_MINUTES, MAX_DEMO_MINUTES, integer=False,
             why="the calibration alone takes ~20 s; a smaller budget would train a token 40 steps"),
         "iterations": Range(0, MAX_STEPS), "batch_size": Range(0, 1 << 16), "lr": Range(0, 1, **_POS),
-        "decay_at": Range(0, 1, integer=False), "threads": Range(0, "threads"), "seed": Range(0, 2 ** 63 - 1),
+        "decay_at": Range(0, 1, integer=False), "decay_step": Range(0, MAX_STEPS), "threads": Range(0, "threads"),
+        "seed": Range(0, 2 ** 63 - 1),
     },
 }
 

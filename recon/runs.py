@@ -183,8 +183,10 @@ def check_resumable(path: Path, state: dict[str, Any], encoder: str) -> None:
 
 
 # Settings whose change on --resume is harmless (where and how fast, not what is computed).
-_RESUME_FREE = {"resume", "out", "data", "iterations", "device", "workers", "tensorboard", "log_every", "val_every",
-                "val_objects", "val_views", "keep", "max_bad_steps", "threads", "impl"}
+# decay_step: like iterations (which moves decay_at x iterations), the end of the plan; a clock-steered
+# run (recon.budget) moves it until it is reached, so config.json and an older checkpoint may differ.
+_RESUME_FREE = {"resume", "out", "data", "iterations", "decay_step", "device", "workers", "tensorboard", "log_every",
+                "val_every", "val_objects", "val_views", "keep", "max_bad_steps", "threads", "impl"}
 
 
 def resume_differences(state: dict[str, Any], config: dict[str, Any], world_size: int) -> list[str]:

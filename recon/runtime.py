@@ -14,6 +14,15 @@
   reproducible for a fixed thread count, not across counts); ``--threads N`` overrides it.
 * **Small tensors.** ``one_thread()`` runs a block on one intra-op thread and restores the count
   (one small mesh gains nothing from more threads and, on a busy machine, loses much).
+* **Denormals.** Values below ~1.2e-38 (subnormal floats) appear as training goes on (Adam's
+  second moments, small activations and gradients); x86 CPUs compute with them in microcode, up
+  to ~100x slower per operation. On a 2-core machine the demo's step went from 177 to ~310 ms
+  after ~600 steps. ``flush_denormals()`` sets flush-to-zero / denormals-are-zero (the MXCSR
+  bits) so they are computed as 0: training, evaluation, prediction and the benchmarks call it
+  (``TrainConfig.flush_denormal``, recorded in config.json; ``--no-flush-denormal`` turns it off).
+  Results stay bitwise reproducible for a fixed thread count, precision and flush setting; they
+  differ in the last bits from a run without it. ``python -m pipelines.bench --denormal`` measures
+  the step early vs late in training, with and without.
 * **Allocator.** glibc returns large blocks (the weight, gradient and bf16 copies of a
   26M-parameter model) to the kernel on every free, so every training step page-faults them
   back in: 15-35 % of the network's CPU time (fp32 220 -> 183 ms, bf16 165 -> 106 ms at batch 16).
@@ -31,7 +40,7 @@ import os
 import time
 from collections.abc import Iterator
 
-__all__ = ["OPENMP_ENV", "set_openmp_env", "one_thread", "tune_allocator", "usable_cores", "busy_cores",
+__all__ = ["OPENMP_ENV", "set_openmp_env", "flush_denormals", "one_thread", "tune_allocator", "usable_cores", "busy_cores",
            "choose_threads"]
 
 OPENMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
@@ -46,6 +55,16 @@ def set_openmp_env() -> None:
     OpenMP) is first imported in this process; child processes inherit it."""
     for key, value in OPENMP_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def flush_denormals(on: bool = True) -> bool:
+    """Flush subnormal floats to zero in CPU arithmetic (``on``), or compute them exactly. Call it
+    before the first parallel torch op: OpenMP worker threads are created with the floating-point
+    environment of the thread that starts them. Returns whether the CPU supports it (x86 with
+    SSE3: yes; elsewhere ``torch.set_flush_denormal`` returns False and nothing changes)."""
+    import torch  # here, not at the top: this module loads before torch (see set_openmp_env)
+
+    return bool(torch.set_flush_denormal(on))
 
 
 @contextlib.contextmanager

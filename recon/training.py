@@ -35,12 +35,13 @@ import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Sampler
 
 from recon import cameras
+from recon.budget import Plan
 from recon.checkpoint import CHECKPOINT_VERSION, CheckpointError
 from recon.colour import ColourObjective
 from recon.config import TrainConfig, save_config
@@ -54,7 +55,7 @@ from recon.models.precision import PrecisionChoice, choose_training_precision
 from recon.render import Renderer, get_renderer
 from recon.runs import (CKPT_DIR, MetricsLog, RunLock, check_resumable, clean_run_dir, find_resume_checkpoint,
                         resume_differences, save_best_checkpoint, save_step_checkpoint, step_checkpoints)
-from recon.runtime import choose_threads, tune_allocator
+from recon.runtime import choose_threads, flush_denormals, tune_allocator
 from recon.signals import Interrupted, graceful_stop, ignore_stop_signals, signal_name
 
 __all__ = ["TrainingError", "schedule", "SilhouetteObjective", "make_optimizer", "gradients_finite",
@@ -66,13 +67,18 @@ class TrainingError(RuntimeError):
 
 
 def schedule(cfg: TrainConfig, step: int) -> tuple[float, float]:
-    """(lr, sigma) at ``step``. sigma is x ``decay`` from step ``decay_at * iterations`` on (SoftRas:
-    150k of 250k); lr too with ``lr_schedule`` "step", while "cosine" lowers it along a half cosine
-    from ``lr`` at step 0 to 0 at step ``iterations``."""
-    factor = cfg.decay if step >= int(cfg.decay_at * cfg.iterations) else 1.0
+    """(lr, sigma) at ``step``. sigma is x ``decay`` from step ``decay_step`` on, or when it is 0 from
+    ``decay_at * iterations`` (SoftRas: 150k of 250k); lr too with ``lr_schedule`` "step", while
+    "cosine" lowers it along a half cosine from ``lr`` at step 0 to 0 at step ``iterations``."""
+    factor = cfg.decay if step >= (cfg.decay_step or int(cfg.decay_at * cfg.iterations)) else 1.0
     if cfg.lr_schedule == "cosine":
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step / max(cfg.iterations, 1), 1.0))), cfg.sigma * factor
     return cfg.lr * factor, cfg.sigma * factor
+
+
+# mark(phase, tensor): a phase of the step ends ("network", "render", "loss", "backward", "optimizer"); the
+# tensor (or None) is the phase's output, whose gradient arrives when its backward part is done.
+Mark = Callable[[str, "torch.Tensor | None"], None]
 
 
 class SilhouetteObjective(torch.nn.Module):
@@ -112,9 +118,15 @@ class SilhouetteObjective(torch.nn.Module):
         return {"loss": loss, "iou_loss": iou, "lap": lap, "flat": flat, "renders": sil.detach()}
 
     def forward(self, model: torch.nn.Module, renderer: Renderer, faces: torch.Tensor,
-                batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                batch: dict[str, torch.Tensor], mark: Mark | None = None) -> dict[str, torch.Tensor]:
+        """``mark(phase, tensor)`` (optional, see :class:`TrainStep`) after the network and the render."""
         verts = model(torch.cat([batch["image_a"], batch["image_b"]]))  # (2B, V, 3): [M_a, M_b]
-        return self.losses(verts, self.render(renderer, faces, verts, batch), batch)
+        if mark is not None:
+            mark("network", verts)
+        sil = self.render(renderer, faces, verts, batch)
+        if mark is not None:
+            mark("render", sil)
+        return self.losses(verts, sil, batch)
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -180,6 +192,69 @@ def _worker_init(worker_id: int) -> None:
     ignore_stop_signals()  # Ctrl-C reaches the whole process group; only the main process decides
 
 
+class TrainStep:
+    """One optimisation step: the one code path that ``Trainer`` trains with and the benchmarks time.
+
+    ``step(batch, s)`` sets the learning rate and sigma of step ``s`` (:func:`schedule`), runs the
+    objective, backpropagates, and applies Adam unless the loss or a gradient is not finite on some
+    rank; such a step leaves the model exactly as it was (BatchNorm statistics included).
+
+    Args:
+        net: the module called in the forward pass (``model`` or its DDP wrapper).
+    """
+
+    def __init__(self, cfg: TrainConfig, model: Reconstructor, renderer: Renderer, objective: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer, device: torch.device, net: torch.nn.Module | None = None):
+        self.cfg, self.model, self.renderer, self.objective = cfg, model, renderer, objective
+        self.optimizer, self.device, self.net = optimizer, device, net if net is not None else model
+        # BatchNorm statistics are updated by the forward pass even when the step is then skipped
+        self._bn_buffers = [b for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                            for b in m.buffers()]
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, model: Reconstructor, renderer: Renderer, device: torch.device) -> "TrainStep":
+        """The step ``Trainer`` builds for ``cfg`` (objective and optimizer), without the run around it."""
+        objective = SilhouetteObjective.from_config(cfg, model)
+        if cfg.colour:  # + lambda_colour x colour L1 over the same renders (recon.colour)
+            objective = ColourObjective(objective, cfg.lambda_colour)
+        return cls(cfg, model, renderer, objective.to(device), make_optimizer(model, cfg.lr), device)
+
+    def __call__(self, batch: dict[str, torch.Tensor], step: int,
+                 mark: Mark | None = None) -> dict[str, torch.Tensor] | None:
+        """Step ``step`` on ``batch``; returns the losses, or None when the step was skipped.
+
+        Args:
+            mark: called at the end of each phase (``"network"`` and ``"render"`` with their output,
+                ``"loss"`` with None, then ``"backward"``, ``"optimizer"``); timing only, the step is
+                the same with or without it.
+        """
+        lr, sigma = schedule(self.cfg, step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.renderer.set_sigma(sigma)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        bn_before = [b.clone() for b in self._bn_buffers]
+        out = self.objective(self.net, self.renderer, self.model.faces, batch,
+                             **({"mark": mark} if mark is not None else {}))
+        if mark is not None:
+            mark("loss", None)
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        if mark is not None:
+            mark("backward", None)
+        finite = torch.isfinite(out["loss"]) & gradients_finite(self.model.parameters())
+        if not all_ranks(bool(finite), self.device):  # every rank must agree to skip, or parameters diverge
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for b, old in zip(self._bn_buffers, bn_before):
+                    b.copy_(old)
+            return None
+        self.optimizer.step()
+        if mark is not None:
+            mark("optimizer", None)
+        return out
+
+
 class TrainHooks:
     """What a caller sees of a training (override what you need; every method is a no-op except
     that warnings go to ``warnings.warn``). ``on_start``/``on_end`` run on every rank, messages only
@@ -190,6 +265,12 @@ class TrainHooks:
 
     def on_step(self, step: int, info: dict[str, float]) -> None:
         """After each step: its losses (``loss, iou_loss, lap, flat``; ``val_iou, val_loss`` after a validation)."""
+
+    def plan(self, step: int, validated: bool) -> "Plan | None":
+        """After each step (``step`` done; ``validated``: the previous step validated and checkpointed,
+        so its time includes that): a new ``recon.budget.Plan`` (steps, decay step) to train to, or
+        None to keep the current one. Asked only in single-process runs."""
+        return None
 
     def on_message(self, text: str, level: str = "") -> None:
         """A remark for the user; ``level`` is "", "note" or "warning"."""
@@ -222,14 +303,8 @@ class Trainer:
         self.renderer = get_renderer(cfg.backend, sigma=cfg.sigma, eps=cfg.eps, image_size=size, impl=cfg.impl,
                                      device=str(self.device))
         self.faces = self.model.faces
-        self.objective = SilhouetteObjective.from_config(cfg, self.model)
-        if cfg.colour:  # + lambda_colour x colour L1 over the same renders (recon.colour)
-            self.objective = ColourObjective(self.objective, cfg.lambda_colour)
-        self.objective = self.objective.to(self.device)
-        self.optimizer = make_optimizer(self.model, cfg.lr)
-        # BatchNorm statistics are updated by the forward pass even when the step is then skipped
-        self._bn_buffers = [b for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                            for b in m.buffers()]
+        self.stepper = TrainStep.build(cfg, self.model, self.renderer, self.device)
+        self.objective, self.optimizer = self.stepper.objective, self.stepper.optimizer
         self.step, self.best_iou, self.bad_steps, self._saved_step = 0, -1.0, 0, -1
         self.resumed_from: Path | None = None
         self._resumed_state: dict[str, Any] | None = None
@@ -253,6 +328,7 @@ class Trainer:
             if self.world > 1:
                 self.net = torch.nn.parallel.DistributedDataParallel(
                     self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.stepper.net = self.net
             self.logger = MetricsLog(self.run_dir, self.is_main, cfg.tensorboard, start_step=self.step)
         except BaseException:
             self.close()
@@ -330,6 +406,7 @@ class Trainer:
         else:
             threads, why = cfg.threads or torch.get_num_threads(), "requested" if cfg.threads else "torch default"
         torch.set_num_threads(threads)
+        flush_denormals(cfg.flush_denormal)
         old_precision = None if old is None else old["config"].get("precision", "fp32")  # unrecorded: fp32
         if cfg.precision == "auto" and old_precision in ("fp32", "bf16"):
             choice = PrecisionChoice(old_precision, "auto: as the resumed checkpoint")
@@ -363,27 +440,9 @@ class Trainer:
                           generator=torch.Generator().manual_seed(self.cfg.seed))
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
-        """One optimisation step; returns the losses, or None when the step was skipped because the
-        loss or a gradient was not finite on some rank (the model is then left exactly as it was,
-        BatchNorm statistics included)."""
-        lr, sigma = schedule(self.cfg, self.step)
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
-        self.renderer.set_sigma(sigma)
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        bn_before = [b.clone() for b in self._bn_buffers]
-        out = self.objective(self.net, self.renderer, self.faces, batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        finite = torch.isfinite(out["loss"]) & gradients_finite(self.model.parameters())
-        if not all_ranks(bool(finite), self.device):  # every rank must agree to skip, or parameters diverge
-            self.optimizer.zero_grad(set_to_none=True)
-            with torch.no_grad():
-                for b, old in zip(self._bn_buffers, bn_before):
-                    b.copy_(old)
-            return None
-        self.optimizer.step()
-        return out
+        """One optimisation step at ``self.step`` (:class:`TrainStep`); returns the losses, or None when
+        the step was skipped because the loss or a gradient was not finite on some rank."""
+        return self.stepper(batch, self.step)
 
     def validate(self) -> dict[str, float]:
         """3D IoU and silhouette loss on the val split (``val_objects`` per category, ``val_views``); with
@@ -395,48 +454,66 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Train to ``cfg.iterations``. Returns ``{step, best_val_iou, time}``."""
-        cfg, log = self.cfg, self.logger
+        """Train to ``cfg.iterations`` (which ``hooks.plan`` may move as training goes). Returns
+        ``{step, best_val_iou, time}``."""
+        log = self.logger
         if self.is_main:
-            save_config(cfg, self.run_dir / "config.json")
+            save_config(self.cfg, self.run_dir / "config.json")
         self.model.train()
         t0 = last_t = time.time()
         last_step = self.step
+        validated = False
         self.hooks.on_start(self)
         with graceful_stop() as stop:
-            for batch in self.batches():
-                if any_rank(bool(stop), self.device):
-                    self._stop(int(all_reduce([float(stop.signum or 0)], self.device, "max")[0]))
-                out = self.train_step(batch)
-                self.step += 1
-                if out is None:
-                    self._skipped()
-                    continue
-                self.bad_steps = 0
-                info = {k: float(v.detach()) for k, v in out.items() if k != "renders"}
-                if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
-                    # the mean over ranks, i.e. over the global batch
-                    info = dict(zip(info, (v / self.world for v in all_reduce(list(info.values()), self.device))))
-                    now = time.time()
-                    lr, sigma = schedule(cfg, self.step - 1)
-                    log.log({"step": self.step, **info, "lr": lr, "sigma": sigma,
-                             "it_s": (self.step - last_step) / max(now - last_t, 1e-9), "time": now - t0})
-                    last_t, last_step = now, self.step
-                if self.step % (cfg.log_every * 20) == 0:
-                    log.images(self.step, batch, out["renders"])
-                if self.step % cfg.val_every == 0 or self.step == cfg.iterations:
-                    if self.is_main:
-                        val = self.validate()
-                        info.update(val)
-                        log.log({"step": self.step, **val})
-                        if val["val_iou"] > self.best_iou:
-                            self.best_iou = val["val_iou"]
-                            save_best_checkpoint(self.run_dir, self._state(full=False))
-                    self.save()
-                self.hooks.on_step(self.step, info)
-        if self.step >= cfg.iterations and self._saved_step != self.step:
+            while self.step < self.cfg.iterations:
+                for batch in self.batches():  # up to the planned end; rebuilt from self.step when it moves
+                    if any_rank(bool(stop), self.device):
+                        self._stop(int(all_reduce([float(stop.signum or 0)], self.device, "max")[0]))
+                    out = self.train_step(batch)
+                    self.step += 1
+                    if out is None:
+                        self._skipped()
+                        continue
+                    self.bad_steps = 0
+                    if self.world == 1:
+                        self._apply_plan(self.hooks.plan(self.step, validated))
+                    cfg = self.cfg
+                    info = {k: float(v.detach()) for k, v in out.items() if k != "renders"}
+                    if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
+                        # the mean over ranks, i.e. over the global batch
+                        info = dict(zip(info, (v / self.world for v in all_reduce(list(info.values()), self.device))))
+                        now = time.time()
+                        lr, sigma = schedule(cfg, self.step - 1)
+                        log.log({"step": self.step, **info, "lr": lr, "sigma": sigma,
+                                 "it_s": (self.step - last_step) / max(now - last_t, 1e-9), "time": now - t0})
+                        last_t, last_step = now, self.step
+                    if self.step % (cfg.log_every * 20) == 0:
+                        log.images(self.step, batch, out["renders"])
+                    validated = self.step % cfg.val_every == 0 or self.step == cfg.iterations
+                    if validated:
+                        if self.is_main:
+                            val = self.validate()
+                            info.update(val)
+                            log.log({"step": self.step, **val})
+                            if val["val_iou"] > self.best_iou:
+                                self.best_iou = val["val_iou"]
+                                save_best_checkpoint(self.run_dir, self._state(full=False))
+                        self.save()
+                    self.hooks.on_step(self.step, info)
+                    if self.step >= cfg.iterations:
+                        break
+        if self.step >= self.cfg.iterations and self._saved_step != self.step:
             self.save()  # the last step was skipped as non-finite: still leave a checkpoint of the end
         return {"step": self.step, "best_val_iou": self.best_iou, "time": time.time() - t0}
+
+    def _apply_plan(self, plan: Plan | None) -> None:
+        """Train to ``plan.iterations`` with the decay from ``plan.decay_step`` (config.json follows)."""
+        if plan is None or (plan.iterations, plan.decay_step) == (self.cfg.iterations, self.cfg.decay_step):
+            return
+        self.cfg = dataclasses.replace(self.cfg, iterations=max(plan.iterations, self.step),
+                                       decay_step=plan.decay_step)
+        if self.is_main:
+            save_config(self.cfg, self.run_dir / "config.json")
 
     def _skipped(self) -> None:
         self.bad_steps += 1

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from recon import cameras, mesh
-from recon.render import BackendUnavailable, rgba_ext, softras_ext
+from recon.ops import rgba_ext
+from recon.ops import silhouette_ext as softras_ext
+from recon.render import BackendUnavailable
 
 # The tolerances of the silhouette kernels (kernels against the torch reference).
 FWD_TOL = softras_ext.PARITY_FWD_ATOL

@@ -1,4 +1,4 @@
-"""Test oracle: ports of SoftRas's 3D-IoU voxelization, written without recon.protocols.
+"""Test oracle: ports of SoftRas's 3D-IoU voxelization, written without recon.ops.voxelize.
 
 Sources (github.com/ShichenLiu/SoftRas): ``examples/recon/models.py`` (``evaluate_iou``: the
 coordinate map), ``soft_renderer/functional/voxelization.py`` (the driver) and

@@ -14,7 +14,7 @@ from recon import cameras
 from recon.colour import (BASELINE_PREFIX, COLOUR_METRICS, ColourObjective, colour_l1, colour_record, colour_scores,
                           novel_offsets, object_colour_scores, object_mean_colour)
 from recon.config import EvalConfig, TrainConfig
-from recon.evaluate import evaluate_run
+from recon.workflows.eval import evaluate_run
 from recon.models import Reconstructor
 from recon.models.colour import ImageSampleColourHead, image_mean_colour, sample_image
 from recon.render import get_renderer

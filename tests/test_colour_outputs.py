@@ -247,7 +247,7 @@ def test_predict_sample_head_uses_the_given_or_estimated_input_view(checkpoints,
 
 
 def test_estimate_input_view_finds_the_camera_of_a_render() -> None:
-    from recon.predict import estimate_input_view
+    from recon.workflows.predict import estimate_input_view
 
     verts, faces = _mesh()
     verts = verts * torch.tensor([0.4, 0.25, 0.15]) + torch.tensor([0.15, 0.0, 0.05])  # off-centre: no symmetry

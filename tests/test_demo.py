@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recon import demo
+from recon.workflows import demo
 from recon.config import DemoConfig
 
 
@@ -45,10 +45,11 @@ def test_budget_run_records_its_steps_and_the_flags_reproduce_it(tiny_dataset: s
     saved = json.loads((tmp_path / "budget" / "config.json").read_text())
     assert saved["iterations"] == 8 and saved["val_every"] == 2
     assert saved["precision"] == training["precision"] in ("fp32", "bf16") and saved["threads"] == training["threads"]
-    assert training["reproduce"] == (f"--iterations 8 --batch-size 2 --precision {saved['precision']} "
-                                     f"--threads {saved['threads']} --lr 0.0005 --decay-at 0.6 --lr-schedule step")
+    assert training["reproduce"] == (f"--iterations 8 --decay-step {saved['decay_step']} --batch-size 2 --precision "
+                                     f"{saved['precision']} --threads {saved['threads']} --lr 0.0005 --decay-at 0.6 "
+                                     "--lr-schedule step")
     again = demo.run_demo(DemoConfig(out=str(tmp_path / "again"), iterations=8, precision=saved["precision"],
-                                     threads=saved["threads"], **common))
+                                     threads=saved["threads"], decay_step=saved["decay_step"], **common))
     assert again["training"]["calibration"] is None
     assert _losses(tmp_path / "again") == _losses(tmp_path / "budget")
     assert again["mean_iou"] == first["mean_iou"]

@@ -20,9 +20,10 @@ from recon.data.schema import DatasetFormatError, validate
 from recon.data.synthetic import SPLIT_OFFSET, make_object, object_record, render_object
 from recon.evaluate import mean_shape_row, oracle_row, template_row
 from recon.mesh import icosphere
-from recon.metrics import iou_3d, mesh_metrics, mesh_vs_voxels_metrics, sample_mesh_surface
-from recon.protocols import grid_bounds, voxelize
-from recon.protocols.ground_truth import GroundTruth, ground_truth_grid, stored_grid_protocol
+from metrics_reference import mesh_vs_voxels_metrics
+from recon.metrics import iou_3d, mesh_metrics, sample_mesh_surface
+from recon.ops.voxelize import grid_bounds, voxelize
+from recon.data.ground_truth import GroundTruth, ground_truth_grid, stored_grid_protocol
 from recon.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -262,7 +263,8 @@ def test_eval_json_records_protocol_per_object_and_meshes(tiny_dataset: str, run
                               "--out", str(run_dir / "soft")])
     data = json.loads((run_dir / "soft.json").read_text())
     assert data["protocol"] == "softras" and data["ground_truth"]["matches"] and data["ground_truth"]["meshes"]
-    assert set(data["baselines"]) == {"template", "mean_shape", "oracle"} and data["reference_notes"] == {}
+    assert set(data["baselines"]) == {"template", "mean_shape", "retrieval", "oracle"}
+    assert set(data["reference_notes"]) == {"retrieval"}
     assert data["baselines"]["oracle"]["mean_iou"] >= 0.97
     per = data["per_object"]
     assert len(per) == 2 * 2 * 3 and {p["view"] for p in per} == {0, 6, 12}
@@ -309,7 +311,7 @@ def test_v1_file_still_trains_and_evaluates(v1_file: str, tmp_path: Path) -> Non
 
 
 def test_bench_protocols_reports_every_implementation() -> None:
-    from recon.benchmark import bench_protocols
+    from tools.bench import bench_protocols
 
     out = bench_protocols(batch=2, repeats=1)
     assert set(out) == {"softras/cpp", "softras/torch", "exact"}

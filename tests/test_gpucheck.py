@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from recon import gpucheck
-from recon.gpucheck.cuda_testrun import cuda_test_files, cuda_tests
-from recon.render import BackendUnavailable, softras_ext
+from tools import gpucheck
+from tools.gpucheck.cuda_testrun import cuda_test_files, cuda_tests
+from recon.ops import silhouette_ext as softras_ext
+from recon.render import BackendUnavailable
 
 REPO = Path(__file__).resolve().parent.parent
 

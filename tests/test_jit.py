@@ -1,4 +1,4 @@
-"""The JIT loader survives a builder killed mid-build (recon.render.jit).
+"""The JIT loader survives a builder killed mid-build (recon.ops.jit).
 
 torch's build lock is a plain file that only the builder removes: before the fix, one SIGKILLed
 build (a test timeout, a pool terminating its workers) made every later process wait on it forever.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from recon.render import jit
+from recon.ops import jit
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = """
@@ -28,7 +28,7 @@ LOADER = textwrap.dedent("""
     import sys
     from pathlib import Path
     import torch
-    from recon.render import jit
+    from recon.ops import jit
     spec = jit.JitSpec("recon_jit_probe", "probe kernel", (Path(sys.argv[1]),))
     print(jit.load(spec).twice(torch.ones(2)).tolist())
 """)

@@ -14,7 +14,7 @@ import torch
 import trimesh
 
 from recon.mesh import load_obj, load_template
-from recon.mesh_export import DEFAULT_GREY, glb_bytes, save_glb, save_ply, srgb_to_linear, vertex_normals
+from recon.report.mesh_export import DEFAULT_GREY, glb_bytes, save_glb, save_ply, srgb_to_linear, vertex_normals
 
 pygltflib = pytest.importorskip("pygltflib", reason="pygltflib is in the dev extra: pip install -e '.[dev]'")
 plyfile = pytest.importorskip("plyfile", reason="plyfile is in the dev extra: pip install -e '.[dev]'")

@@ -150,7 +150,7 @@ def test_split_counts(n):
 
 def test_occupancy_closed_open_and_overlapping():
     from recon.data.meshes import occupancy
-    from recon.metrics import winding_occupancy
+    from recon.ops.voxelize_exact import winding_occupancy
 
     sphere = trimesh.creation.icosphere(2, radius=0.3).apply_translation((-0.15, 0, 0))
     box = trimesh.creation.box(extents=(0.4, 0.3, 0.5)).apply_translation((0.2, 0.05, 0))  # overlaps the sphere

@@ -8,20 +8,11 @@ import math
 import pytest
 import torch
 
-from recon.benchmark import bench_voxelize
+from tools.bench import bench_voxelize
 from recon.mesh import icosphere
-from recon.metrics import (
-    chamfer_distance,
-    fscore,
-    iou_3d,
-    mesh_vs_voxels_metrics,
-    sample_mesh_surface,
-    surface_points_from_voxels,
-    voxel_centers,
-    voxelize,
-    winding_number,
-    winding_occupancy,
-)
+from metrics_reference import mesh_vs_voxels_metrics
+from recon.metrics import chamfer_distance, fscore, iou_3d, sample_mesh_surface, surface_points_from_voxels
+from recon.ops.voxelize_exact import voxel_centers, voxelize, winding_number, winding_occupancy
 
 R = 32
 BOX_FACES = torch.tensor([[1, 2, 0], [3, 2, 1], [6, 5, 4], [6, 7, 5], [4, 1, 0], [4, 5, 1],

@@ -88,14 +88,14 @@ def test_atomic_writers_refuse_special_files(tmp_path: Path) -> None:
 def test_json_flag_refuses_special_files_before_work(trained_run: Path, tiny_dataset: str, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch, module: str) -> None:
-    import recon.benchmark
+    import tools.bench
     import recon.evaluate
 
     def no_work(*args, **kwargs):
         raise AssertionError("computed before checking the output")
 
     monkeypatch.setattr(recon.evaluate, "evaluate", no_work)
-    monkeypatch.setattr(recon.benchmark, "bench_renderers", no_work)
+    monkeypatch.setattr(tools.bench, "bench_renderers", no_work)
     fifo = tmp_path / "out.json"
     os.mkfifo(fifo)
     argv = (["--checkpoint", str(trained_run), "--data", tiny_dataset, "--device", "cpu", "--figures", "0"]

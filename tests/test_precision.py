@@ -173,7 +173,7 @@ def test_resume_in_bf16_is_bitwise_and_auto_keeps_the_checkpoint_precision(tiny_
 @pytest.mark.parametrize("trained, evaluated", [("fp32", "bf16"), ("bf16", "fp32")])
 def test_checkpoint_evaluates_in_the_other_precision(tiny_dataset: str, tmp_path: Path, trained: str,
                                                      evaluated: str) -> None:
-    from recon.evaluate import evaluate_run
+    from recon.workflows.eval import evaluate_run
 
     run = tmp_path / "run"
     train(_cfg(tiny_dataset, run, iterations=2, precision=trained))
@@ -188,7 +188,7 @@ def test_checkpoint_evaluates_in_the_other_precision(tiny_dataset: str, tmp_path
 
 
 def test_predict_takes_a_precision(tiny_dataset: str, tmp_path: Path) -> None:
-    from recon.predict import Predictor
+    from recon.workflows.predict import Predictor
 
     run = tmp_path / "run"
     train(_cfg(tiny_dataset, run, iterations=1, val_every=1, precision="bf16"))

@@ -13,7 +13,7 @@ from PIL import Image
 
 from recon.data.dataset import iter_objects
 from recon.data.image_io import EMBEDDED_FILLS, FillStats, Framing, dataset_image_to_rgba, prepare_image
-from recon.predict import FILL_SAMPLE_OBJECTS, training_fills
+from recon.workflows.predict import FILL_SAMPLE_OBJECTS, training_fills
 
 VIEWS = (0, 7, 13, 22)
 # The model inputs are bit-identical (asserted), so the meshes differ only by float32 reassociation

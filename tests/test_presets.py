@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recon.compare import PRESETS, REPORT6_CLASSES, SOFTRAS_CLASSES, preset_defaults
+from recon.workflows.compare import PRESETS, REPORT6_CLASSES, SOFTRAS_CLASSES, preset_defaults
 from recon.config import CompareConfig
 from recon.data.synthetic import render_object
 from recon.data.voxel_axes import NMR_AXES, to_source_axes

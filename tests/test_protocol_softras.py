@@ -10,9 +10,11 @@ import torch
 from softras_voxel_oracle import evaluate_iou_faces_norm, softras_oracle
 
 from recon.mesh import icosphere, load_template
-from recon.metrics import voxelize as voxelize_exact
-from recon.protocols import PROTOCOLS, softras_voxel, voxelize
-from recon.protocols.softras_voxel import softras_grid_coords, voxelize_softras, voxelize_softras_reference
+from recon.ops.voxelize_exact import voxelize as voxelize_exact
+from bench_ops import bench_voxelize_softras
+from recon.ops import voxelize_softras as softras_voxel
+from recon.ops.voxelize import PROTOCOLS, voxelize
+from recon.ops.voxelize_softras import softras_grid_coords, voxelize_softras, voxelize_softras_reference
 from recon.render.base import BackendUnavailable
 
 R = 32
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def kernel():
     """The compiled kernel (built once per process), or skip."""
-    from recon.protocols.softras_voxel_ext import load_voxel_extension
+    from recon.ops.voxelize_softras_ext import load_voxel_extension
 
     try:
         return load_voxel_extension()
@@ -314,7 +316,7 @@ def test_bad_inputs_are_one_line_errors(fn):
 
 
 def test_auto_falls_back_to_reference_without_kernel(monkeypatch):
-    from recon.render import jit
+    from recon.ops import jit
 
     monkeypatch.setattr(jit, "_CACHE", {})  # forget the kernel this process built
     monkeypatch.setenv("CXX", "no-such-compiler")
@@ -328,5 +330,5 @@ def test_auto_falls_back_to_reference_without_kernel(monkeypatch):
 
 
 def test_bench_reports_meshes_per_second(kernel):
-    rate = softras_voxel.bench_voxelize_softras(batch=4, repeats=1)
+    rate = bench_voxelize_softras(batch=4, repeats=1)
     assert math.isfinite(rate) and rate > 0

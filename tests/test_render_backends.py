@@ -12,7 +12,7 @@ import torch
 from recon import cameras, mesh
 from recon.render import BackendUnavailable, available_backends, get_renderer
 from recon.render import kaolin_dibr, nvdiffrast_backend
-from recon.render.softras_torch import soft_silhouette_torch
+from recon.ops.silhouette_torch import soft_silhouette_torch
 
 
 def _has(module: str) -> bool:

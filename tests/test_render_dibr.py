@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from recon import cameras, mesh
-from recon.render import BackendUnavailable, RasterSettings, available_backends, get_renderer, rgba_ext
+from recon.ops import rgba_ext
+from recon.render import BackendUnavailable, RasterSettings, available_backends, get_renderer
 from recon.render.dibr import DibrRenderer
-from recon.render.dibr_torch import dibr_rgba_torch
-from recon.render.rgba_dense import dibr_rgba_dense
+from recon.ops.rgba_dibr_torch import dibr_rgba_torch
+from recon.ops.rgba_dense import dibr_rgba_dense
 from render_cases import (DTYPES, FWD_TOL, GRAD_RTOL, IMPLS, compare, device_of, kernel, odd_faces, random_triangles,
                           sphere)
 

@@ -11,10 +11,10 @@ import torch
 
 from recon import cameras, mesh
 from recon.render import BackendUnavailable, RasterSettings, get_renderer
-from recon.render import jit, softras_ext
+from recon.ops import jit, softras_ext
 from recon.render.softras import available_impls
-from recon.render.softras_torch import soft_silhouette_torch
-from recon.render.window_pairs import face_windows
+from recon.ops.silhouette_torch import soft_silhouette_torch
+from recon.ops.window_pairs import face_windows
 from render_cases import compile_cuda_source, odd_faces, outputs_for_thread_counts, sphere
 
 _CUDA_MARKS = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -383,8 +383,8 @@ def test_build_failure_is_backend_unavailable(monkeypatch):
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not found")
 def test_cuda_source_compiles_with_nvcc(tmp_path):
     """Compile-only check of softras_cuda.cu (runs without a GPU)."""
-    csrc = Path(softras_ext.__file__).parent / "csrc" / "softras"
-    res = compile_cuda_source(csrc / "softras_cuda.cu", [csrc], tmp_path)
+    csrc = Path(softras_ext.__file__).parent / "csrc"
+    res = compile_cuda_source(csrc / "silhouette" / "softras_cuda.cu", [csrc / "silhouette", csrc / "common"], tmp_path)
     assert res.returncode == 0, res.stderr[-4000:]
     assert (tmp_path / "out.o").stat().st_size > 0
 

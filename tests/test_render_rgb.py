@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from recon import cameras, mesh
-from recon.render import BackendUnavailable, RasterSettings, Renderer, get_renderer, rgba_ext
-from recon.render.rgba import bench_rgba, resolve_impl, rgba_ratios, soft_rgba
-from recon.render.rgba_dense import soft_rgba_dense
-from recon.render.softras_rgb_torch import soft_rgba_torch
-from recon.render.softras_torch import soft_silhouette_torch
+from recon.ops import rgba_ext
+from recon.render import BackendUnavailable, RasterSettings, Renderer, get_renderer
+from bench_ops import bench_rgba, rgba_ratios
+from recon.ops.rgba import resolve_impl, soft_rgba
+from recon.ops.rgba_dense import soft_rgba_dense
+from recon.ops.rgba_soft_torch import soft_rgba_torch
+from recon.ops.silhouette_torch import soft_silhouette_torch
 from render_cases import (DTYPES, FWD_TOL, GRAD_RTOL, IMPLS, compare, compile_cuda_source, device_of,
                           kernel, odd_faces, random_triangles, sphere)
 
@@ -217,6 +219,6 @@ def test_bench_rgba_records():
 def test_cuda_source_compiles_with_nvcc(tmp_path):
     """Compile-only check of rgba_cuda.cu (runs without a GPU)."""
     csrc = Path(rgba_ext.__file__).parent / "csrc"
-    res = compile_cuda_source(csrc / "rgba" / "rgba_cuda.cu", [csrc / "rgba", csrc / "softras"], tmp_path)
+    res = compile_cuda_source(csrc / "rgba" / "rgba_cuda.cu", [csrc / "rgba", csrc / "common"], tmp_path)
     assert res.returncode == 0, res.stderr[-4000:]
     assert (tmp_path / "out.o").stat().st_size > 0

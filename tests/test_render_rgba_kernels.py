@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recon.render import RasterSettings, rgba_ext
-from recon.render.dibr_torch import dibr_rgba_torch
-from recon.render.softras_rgb_torch import soft_rgba_torch
+from recon.ops import rgba_ext
+from recon.render import RasterSettings
+from recon.ops.rgba_dibr_torch import dibr_rgba_torch
+from recon.ops.rgba_soft_torch import soft_rgba_torch
 from render_cases import (DTYPES, FWD_TOL, GRAD_RTOL, IMPLS, compare, device_of, gradcheck_render, kernel, odd_faces,
                           outputs_for_thread_counts, random_triangles, sphere)
 

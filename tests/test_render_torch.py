@@ -8,9 +8,9 @@ import torch
 from recon import cameras, mesh
 from recon.render import BACKENDS, RasterSettings, get_renderer
 from recon.render.softras import IMPLS, SoftRasRenderer
-from recon.render.softras_dense import soft_silhouette_dense
-from recon.render.softras_torch import soft_silhouette_torch
-from recon.render.window_pairs import face_windows
+from recon.ops.silhouette_dense import soft_silhouette_dense
+from recon.ops.silhouette_torch import soft_silhouette_torch
+from recon.ops.window_pairs import face_windows
 from render_cases import sphere
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from recon.data.raster import render_views
 from recon.mesh import load_template
-from recon.mesh_export import vertex_normals
+from recon.report.mesh_export import vertex_normals
 from recon.report.viewer import ViewerItem, _display_mesh, viewer_items, viewer_items_from_meshes, write_viewer_page
 
 WINDOW = (900, 700)

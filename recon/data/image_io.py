@@ -24,7 +24,7 @@ side of its alpha bounding box over the frame side). Training images are framed 
 degree viewing angle), so the fill depends on the object and the view: on the embedded synthetic
 dataset (train split, 40 objects x 24 views per category) its 5th percentile is 50 %, median 69 %
 and 95th percentile 84 % (chairs: median 78 %, airplanes 61 %). ``FillStats`` holds these three
-numbers; ``recon.predict`` measures them on the checkpoint's own dataset when it can.
+numbers; ``recon.workflows.predict`` measures them on the checkpoint's own dataset when it can.
 
 * ``as-is``: the image *is* the camera frame. It is padded to a square (centred, transparent) and
   resampled to ``S x S`` by area averaging; nothing is cropped or moved. For renders made with the

@@ -11,12 +11,12 @@ Layout of ``src_dir``:
 Each mesh (``.obj .ply .stl .glb .gltf .off``, loaded with trimesh, scenes concatenated) is
 normalised like ShapeNet (bounding box centred, longest side 1), rendered at the 24 standard
 views with ``recon.data.raster`` and voxelized by ``occupancy``: a generalized winding number
-(``recon.metrics.winding_occupancy``: robust to open seams, small holes and loose panels) for
+(``recon.ops.voxelize_exact.winding_occupancy``: robust to open seams, small holes and loose panels) for
 everything that is not a closed body, exact ray parity for closed bodies (same answer, much
 faster), united so that overlapping parts never cancel. That solid, sampled at the cell centres of
 each protocol's grid, is the ``exact`` grid (``voxels_exact``) and, united with SoftRas's
 voxelization of the mesh, the ``softras`` grid (``voxels``;
-``recon.protocols.ground_truth.ground_truth_grid``). Objects are split per category by
+``recon.data.ground_truth.ground_truth_grid``). Objects are split per category by
 ratio after a seeded shuffle; a category with at least 3 objects gets
 at least one object in every split with a positive ratio, smaller ones go to train.
 Unreadable, empty, zero-extent or non-finite meshes are skipped with a warning and reported.
@@ -45,17 +45,16 @@ import numpy as np
 import torch
 
 from recon import cameras
-
 from recon.data._parallel import available_memory, default_workers, pack_voxels, parallel_map, unpack_voxels
 from recon.data.categories import category_name, resolve_categories
 from recon.data.decimate import decimate_to_budget
 from recon.data.normalize import unit_cube_transform
 from recon.data.raster import render_views
 from recon.data.schema import SPLITS, VOXEL_RES, DatasetInfo, DatasetWriter, validate
-from recon.metrics import voxelize, winding_occupancy
+from recon.ops.voxelize_exact import voxelize, winding_occupancy
+from recon.ops.voxelize import PROTOCOLS, grid_bounds
+from recon.data.ground_truth import ground_truth_grid
 from recon.progress import progress_bar
-from recon.protocols import PROTOCOLS, grid_bounds
-from recon.protocols.ground_truth import ground_truth_grid
 
 __all__ = ["MESH_EXTENSIONS", "MAX_MESH_BYTES", "MAX_MESH_FACES", "MeshError", "find_meshes", "load_mesh",
            "occupancy", "split_counts", "parse_split", "mesh_workers", "convert_meshes"]
@@ -211,9 +210,9 @@ def occupancy(verts: np.ndarray, faces: np.ndarray, lo: float = -0.5, hi: float 
 
     Vertices are merged and every connected body is oriented consistently outwards (the
     winding number needs it; STL-like soups share no vertices). Bodies that are closed
-    manifolds are filled by exact ray parity (``recon.metrics.voxelize``: for a closed body it
+    manifolds are filled by exact ray parity (``recon.ops.voxelize_exact.voxelize``: for a closed body it
     equals the winding-number test and is ~100x faster); everything else (open shells, holes,
-    loose panels) goes through one ``recon.metrics.winding_occupancy`` call over all of it, so
+    loose panels) goes through one ``recon.ops.voxelize_exact.winding_occupancy`` call over all of it, so
     pieces that only together enclose a volume still fill it. The result is the union, so
     overlapping parts never cancel.
 

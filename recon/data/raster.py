@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from recon import cameras
+from recon.mesh import voxels_to_mesh
 
 __all__ = ["DEFAULT_LIGHT", "face_shading", "render_views", "voxel_mask_iou"]
 
@@ -250,7 +251,6 @@ def voxel_mask_iou(voxels, images: np.ndarray, view_ids: Sequence[int] | None = 
     """
     images = np.asarray(images)
     views = list(range(len(images))) if view_ids is None else list(view_ids)
-    from recon.mesh import voxels_to_mesh
 
     verts, faces = voxels_to_mesh(voxels)
     rendered = render_views(verts, faces, views, image_size=images.shape[-1], supersample=supersample,

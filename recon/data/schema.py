@@ -18,10 +18,10 @@ Layout::
     /<category>/<split>/mesh_offsets    int64 (N + 1, 2)    object i: mesh_verts[o[i, 0]:o[i + 1, 0]],
                                                             mesh_faces[o[i, 1]:o[i + 1, 1]]; o[0] = (0, 0)
 
-Ground-truth grids (``recon.protocols``, ``recon.protocols.ground_truth``). ``voxels.attrs["protocol"]``
+Ground-truth grids (``recon.ops.voxelize``, ``recon.data.ground_truth``). ``voxels.attrs["protocol"]``
 names the 3D-IoU protocol the grid was made under, so that a prediction voxelized under that protocol
 is compared with a grid of the same kind. Our converters (v2) store ``voxels`` under ``softras`` (the
-default protocol; SoftRas's grid spans ``[-16/31, 16/31]``: see ``recon.protocols.grid_bounds``) and
+default protocol; SoftRas's grid spans ``[-16/31, 16/31]``: see ``recon.ops.voxelize.grid_bounds``) and
 ``voxels_exact``, the v1 grid; files converted from SoftRas/NMR npz store NMR's grids as ``softras``
 (what SoftRas's ``evaluate_iou`` compares with) and no mesh. A v1 file has no attribute: its grid is
 ``softras`` when the category has a ``voxel_transform`` attribute (npz conversions), else ``exact``.
@@ -49,7 +49,7 @@ import numpy as np
 
 from recon import cameras
 from recon.io import atomic_path
-from recon.protocols import PROTOCOLS
+from recon.ops.voxelize import PROTOCOLS
 from recon.signals import check, graceful_stop
 
 __all__ = [

@@ -6,60 +6,21 @@ A renderer maps a batch of meshes seen from a batch of viewpoints to soft silhou
 
 Backends implement ``rasterize_ndc`` on already projected vertices; projection (SoftRas
 look-at + perspective, ``recon.cameras``) is shared so that all backends see identical geometry.
+``RasterSettings`` and ``BackendUnavailable`` live in :mod:`recon.ops` (the kernels take them) and are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
 
 import torch
 
 from recon import cameras
+from recon.ops.settings import RasterSettings
+from recon.ops.unavailable import BackendUnavailable
 
 __all__ = ["BackendUnavailable", "RasterSettings", "Renderer"]
-
-
-class BackendUnavailable(RuntimeError):
-    """A rendering backend cannot run here; the message says what is missing and how to install it."""
-
-
-@dataclass(frozen=True)
-class RasterSettings:
-    """Soft rasterization settings (SoftRas defaults for single-view reconstruction).
-
-    Attributes:
-        image_size: output is ``(image_size, image_size)``.
-        sigma: sharpness; per pixel-face probability ``sigmoid(sign * d^2 / sigma)`` with ``d`` the
-            NDC distance from the pixel centre to the projected triangle.
-        eps: pixel-face pairs whose probability is below ``eps`` are skipped; this bounds each
-            face's influence to its bounding box grown by ``sqrt(sigma * log(1/eps - 1))``.
-        elevation, distance, viewing_angle: camera (degrees, world units, degrees).
-        gamma, near, far, background_eps, background: colour of ``Renderer.rgba`` with the soft
-            z-buffer (SoftRas' ``gamma_val``, ``near``, ``far``, ``eps``, ``background_color``; see
-            ``recon.render.softras_rgb_torch``); ``background`` also fills uncovered pixels of ``dibr``.
-    """
-
-    image_size: int = cameras.IMAGE_SIZE
-    sigma: float = 1e-4
-    eps: float = 1e-4
-    elevation: float = cameras.ELEVATION
-    distance: float = cameras.DISTANCE
-    viewing_angle: float = cameras.VIEWING_ANGLE
-    gamma: float = 1e-4
-    near: float = 1.0
-    far: float = 100.0
-    background_eps: float = 1e-3
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-    @property
-    def cutoff_sq(self) -> float:
-        """Squared NDC distance beyond which an outside pixel-face probability is below ``eps``."""
-        return self.sigma * math.log(1.0 / self.eps - 1.0)
-
-    def with_sigma(self, sigma: float) -> "RasterSettings":
-        return replace(self, sigma=float(sigma))
 
 
 class Renderer(ABC):

@@ -1,61 +1,49 @@
 """The ``softras`` backend: SoftRas-style soft silhouettes with a choice of implementation.
 
-    torch  pure PyTorch reference (``softras_torch``), any device, always available
-    cpp    fused C++/OpenMP kernel (``softras_ext``), CPU tensors, needs a C++ compiler
-    cuda   fused CUDA kernel (``softras_ext``), CUDA tensors, needs nvcc and a GPU
+Silhouettes come from :func:`recon.ops.silhouette.soft_silhouette`, colour renders from
+:func:`recon.ops.rgba.soft_rgba` (SoftRas' soft z-buffer); each op family has its own
+implementation choice (``impl`` for silhouettes, ``rgba_impl`` for colour), both following the
+``impl`` requested here:
+
+    torch  pure PyTorch reference, any device, always available
+    cpp    fused C++/OpenMP kernel, CPU tensors, needs a C++ compiler
+    cuda   fused CUDA kernel, CUDA tensors, needs nvcc and a GPU
 
 ``impl="auto"`` picks per call from the input's device: the CUDA kernel for CUDA tensors, the C++
 kernel for CPU tensors, and the torch reference when that kernel cannot be built (logged once,
-with the reason; :mod:`recon.render.impls`).
+with the reason; :mod:`recon.ops.impl`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from recon.render.impls import IMPLS, ImplChoice, KernelRenderer
-from recon.render.rgba import soft_rgba
-from recon.render.softras_ext import load_extension, soft_silhouette_ext
-from recon.render.softras_torch import soft_silhouette_torch
+from recon.ops import rgba, silhouette
+from recon.ops.impl import IMPLS
+from recon.render.kernel import KernelRenderer
 
 __all__ = ["IMPLS", "SoftRasRenderer", "available_impls", "make_renderer"]
 
-_CHOICE = ImplChoice("softras", load_extension)
-
-
-def available_impls(device: torch.device | str = "cpu") -> dict[str, str | None]:
-    """``{impl: None}`` for each implementation that can run on ``device``, else the reason.
-
-    Builds the kernels on first use (can take a minute), then answers from the process cache.
-    """
-    return _CHOICE.available(device)
+available_impls = silhouette.available_impls
 
 
 class SoftRasRenderer(KernelRenderer):
     """Soft silhouettes (SoftRas aggregation ``1 - prod(1 - D)``) on projected vertices; ``impl``,
-    ``requested_impl`` as :class:`~recon.render.impls.KernelRenderer`."""
+    ``requested_impl``, ``rgba_impl`` as :class:`~recon.render.kernel.KernelRenderer`."""
 
     name = "softras"
-    choice = _CHOICE
+    choice = silhouette.CHOICE
+    rgba_choice = rgba.CHOICE
 
     def rasterize_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-        """Soft silhouettes of projected meshes.
-
-        Args:
-            verts_ndc: (B, V, 3) float32/float64 NDC x, y and camera depth z.
-            faces: (F, 3) int64 vertex indices.
-        Returns:
-            (B, S, S) silhouettes in [0, 1], row 0 at the top.
-        """
-        impl, s = self.resolve(verts_ndc.device), self.settings
-        if impl == "torch":
-            return soft_silhouette_torch(verts_ndc, faces, s.image_size, s.sigma, s.cutoff_sq)
-        return soft_silhouette_ext(verts_ndc, faces, s.image_size, s.sigma, s.cutoff_sq, kind=impl)
+        """(B, V, 3) float32/float64 projected vertices, (F, 3) int64 faces -> (B, S, S) silhouettes
+        in [0, 1], row 0 at the top."""
+        return silhouette.soft_silhouette(verts_ndc, faces, self.settings, self.resolve(verts_ndc.device))
 
     def rasterize_rgba_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
         """(B, V, 3) projected vertices, (F, 3) faces, (B, V, 3) colours -> (B, 4, S, S): SoftRas' soft
-        z-buffer colour and the silhouette as alpha (``recon.render.rgba.soft_rgba``, same ``impl`` choice)."""
-        return soft_rgba(verts_ndc, faces, colors, self.settings, self.requested_impl)
+        z-buffer colour and the silhouette as alpha (``recon.ops.rgba.soft_rgba``)."""
+        return rgba.soft_rgba(verts_ndc, faces, colors, self.settings, self.resolve_rgba(verts_ndc.device))
 
 
 # The registry's factory: make_renderer(settings, impl="auto", device=None) (``get_renderer("softras", ...)``).

@@ -7,7 +7,7 @@ Mesh renders are Lambert-shaded on white, with the light fixed in the camera fra
 coloured run's prediction) is drawn as ``colour * shade``: the same flat per-face shade
 (``face_shading``, with a larger ambient term, ``COLOUR_AMBIENT``, since predicted colours already
 carry some of the images' shading) times the vertex colours interpolated across the face, through
-the DIB-R-style hard rasterizer (``recon.render.rgba.dibr_rgba``, its torch reference: no kernel
+the DIB-R-style hard rasterizer (``recon.ops.rgba.dibr_rgba``, its torch reference: no kernel
 build) at the same 3x3 samples per pixel, averaged down. With white colours and the same ambient
 term it draws what ``render_views`` draws (``tests/test_colour_outputs.py``)."""
 
@@ -17,7 +17,7 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import matplotlib
 import numpy as np
@@ -30,16 +30,15 @@ from recon.data import raster
 from recon.data.raster import DEFAULT_LIGHT, render_views
 from recon.io import atomic_write_bytes, write_json
 from recon.mesh import save_obj, voxels_to_mesh
-from recon.mesh_export import save_glb, save_ply
+from recon.report.mesh_export import save_glb, save_ply
 from recon.render.base import RasterSettings
-from recon.render.rgba import dibr_rgba
+from recon.ops.rgba import dibr_rgba
 from recon.runtime import one_thread
+from recon.evaluate import Prediction
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
-if TYPE_CHECKING:  # recon.evaluate imports this module to draw its figures
-    from recon.evaluate import Prediction
 
 __all__ = ["FIG_VIEWS", "MANIFEST_NAME", "COLOUR_AMBIENT", "face_shading", "render_mesh_rgb",
            "figure_predictions", "prediction_mesh_name", "save_prediction_meshes", "plot_curves"]
@@ -121,7 +120,7 @@ def _image_rgb(image: torch.Tensor) -> np.ndarray:
     return (rgb.transpose(1, 2, 0) * 255).round().clip(0, 255).astype(np.uint8)
 
 
-def figure_predictions(predictions: Sequence["Prediction"], faces: torch.Tensor, path: str | os.PathLike,
+def figure_predictions(predictions: Sequence[Prediction], faces: torch.Tensor, path: str | os.PathLike,
                        title: str = "") -> None:
     """Fig. 2-style grid: per row the input image, the predicted mesh from 3 viewpoints (in its
     predicted vertex colours when the prediction has them, ``Prediction.colors``; else grey) and the
@@ -154,10 +153,10 @@ def prediction_mesh_name(category: str, object_id: str, view: int) -> str:
     return f"{category}_{safe_id}_view{view:02d}"
 
 
-def save_prediction_meshes(predictions: Sequence["Prediction"], faces: torch.Tensor, out_dir: str | os.PathLike,
+def save_prediction_meshes(predictions: Sequence[Prediction], faces: torch.Tensor, out_dir: str | os.PathLike,
                            colors: Sequence[torch.Tensor | None] | None = None) -> list[Path]:
     """Write each kept prediction as ``<category>_<object>_view<v>``: ``.obj``, ``.ply`` and ``.glb``
-    (vertex colours, see ``recon.mesh_export``), its input image as ``_input.png``, and a manifest
+    (vertex colours, see ``recon.report.mesh_export``), its input image as ``_input.png``, and a manifest
     ``predictions.json`` listing them (what ``recon.report.viewer.viewer_items_from_meshes`` reads).
 
     Args:

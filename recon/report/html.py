@@ -33,7 +33,7 @@ def _cell(value: Any, kind: str, key: str) -> str:
 
 
 def html_report(record: dict[str, Any], out_dir: str | os.PathLike, viewer: Sequence[ViewerItem] = ()) -> str:
-    """The page for a comparison record (``recon.compare``). Every number cell carries ``data-key``,
+    """The page for a comparison record (``recon.workflows.compare``). Every number cell carries ``data-key``,
     the dotted path of its value in table.json. ``viewer``: predicted meshes shown in an interactive
     3D viewer (grouped by encoder), inlined so that the page still opens offline."""
     out = Path(out_dir)

@@ -23,7 +23,8 @@ __all__ = ["REFERENCE_NAMES", "reference_label", "category_iou", "results_table"
            "TABLE1_COLUMNS", "COLOUR_COLUMNS", "has_colour", "table1_columns", "markdown_table", "comparison_table",
            "published_markdown"]
 
-REFERENCE_NAMES = {"template": "template sphere", "mean_shape": "category-mean shape", "oracle": "GT mesh (oracle)"}
+REFERENCE_NAMES = {"template": "template sphere", "mean_shape": "category-mean shape",
+                   "retrieval": "retrieval (train 3D)", "oracle": "GT mesh (oracle)"}
 
 
 def reference_label(name: str) -> str:

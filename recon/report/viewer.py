@@ -26,7 +26,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,12 +34,11 @@ from PIL import Image
 
 from recon import cameras
 from recon.io import atomic_write_bytes
-from recon.mesh_export import DEFAULT_GREY
+from recon.report.mesh_export import DEFAULT_GREY
 from recon.report.figures import MANIFEST_NAME, prediction_mesh_name
 from recon.report.format import fmt
+from recon.evaluate import Prediction
 
-if TYPE_CHECKING:
-    from recon.evaluate import Prediction
 
 __all__ = ["ViewerItem", "viewer_items", "viewer_items_from_meshes", "viewer_fragment", "viewer_page",
            "write_viewer_page"]
@@ -150,7 +149,7 @@ def _display_mesh(item: ViewerItem) -> tuple[np.ndarray, np.ndarray, np.ndarray,
             (eye * mirror).round(6).tolist())
 
 
-def viewer_items(predictions: Sequence["Prediction"], faces: torch.Tensor,
+def viewer_items(predictions: Sequence[Prediction], faces: torch.Tensor,
                  colors: Sequence[torch.Tensor | None] | None = None, mesh_dir: str | os.PathLike | None = None,
                  page_dir: str | os.PathLike | None = None, group: str = "") -> list[ViewerItem]:
     """Cards for evaluation predictions (``recon.evaluate.Prediction``) sharing ``faces (F, 3)``.

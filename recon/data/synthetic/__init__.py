@@ -26,7 +26,7 @@ Ground truth (HDF5 format v2): each object's mesh (the union of its parts) and t
 one primitive, tested analytically as the intersection of the primitive mesh's face half-spaces (all
 primitives are convex polytopes). ``voxels``, the grid of the default 3D-IoU protocol ``softras``, is
 SoftRas's voxelization of the mesh united with the same centre sampling on SoftRas's grid
-(``recon.protocols.ground_truth.ground_truth_grid``): SoftRas marks every cell the surface touches,
+(``recon.data.ground_truth.ground_truth_grid``): SoftRas marks every cell the surface touches,
 so its grid of a thin part is about twice as thick as the centre sampling (IoU 0.61 between the
 two on the default test objects), and only a grid made the same way lets a perfect prediction
 score 1. Under ``softras`` the thickening above is no longer needed for the grid (thin parts keep

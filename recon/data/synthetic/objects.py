@@ -15,8 +15,8 @@ from recon.data.raster import render_views
 from recon.data.schema import VOXEL_RES
 from recon.data.synthetic.primitives import convex_occupancy, rotation
 from recon.data.synthetic.shapes import BUILDERS, CATEGORIES
-from recon.protocols import PROTOCOLS, grid_bounds
-from recon.protocols.ground_truth import ground_truth_grid
+from recon.ops.voxelize import PROTOCOLS, grid_bounds
+from recon.data.ground_truth import ground_truth_grid
 
 __all__ = ["MARGIN", "MIN_THICKNESS", "make_parts", "make_object", "render_object", "object_record"]
 
@@ -100,7 +100,7 @@ def object_record(category_key: str, index: int, seed: int = 0
 
     Returns:
         images (24, 4, 64, 64) uint8; grids ``{protocol: (32, 32, 32) bool}`` for every protocol of
-        ``recon.protocols.PROTOCOLS`` (``recon.protocols.ground_truth.ground_truth_grid`` of the mesh,
+        ``recon.ops.voxelize.PROTOCOLS`` (``recon.data.ground_truth.ground_truth_grid`` of the mesh,
         the solid being the union of the convex parts sampled at that protocol's cell centres; the
         ``exact`` grid is the v1 grid, ``make_object``'s voxels); verts (V, 3) float32, faces (F, 3) int64.
     """

@@ -1,0 +1,2 @@
+"""Workflows: one call per command, chaining train, evaluate and report (``eval``, ``compare``,
+``demo``, ``predict``). The pipelines parse flags into a config and call one of these."""
