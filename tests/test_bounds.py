@@ -294,3 +294,17 @@ def test_wrong_weight_shapes_name_the_tensor_and_both_shapes(tmp_path):
         load_model(tmp_path / "w.pt")
     text = str(e.value)
     assert f"size mismatch for {name}" in text and "torch.Size" in text and "\n" not in text, text
+
+
+def test_convert_out_that_is_a_symlink_to_a_file_keeps_the_link(tmp_path):
+    from recon.data.schema import validate
+    from recon.data.synthetic import build_synthetic
+
+    target = tmp_path / "data" / "real.h5"
+    target.parent.mkdir()
+    target.write_bytes(b"an older file")
+    link = tmp_path / "link.h5"
+    link.symlink_to(target)
+    build_synthetic(link, per_category=(1, 1, 1), categories=["03001627"], seed=0, workers=1, progress=False)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert validate(target).categories == {"03001627": "chair"}
