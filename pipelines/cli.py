@@ -148,6 +148,10 @@ class TrainProgress:
             self.last = (now, step)
         self.bar.update(self.task, completed=step, **fields)
 
+    def plan(self, step: int, validated: bool) -> None:
+        """No re-planning (``recon.training.TrainHooks.plan``): a plain training keeps its steps."""
+        return None
+
     def on_message(self, text: str, level: str = "") -> None:
         console.print((f"[yellow]{level}:[/] " if level else "") + escape(text), highlight=False, soft_wrap=True)
 

@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["Range", "MAX_STEPS", "MAX_OBJECTS", "MIN_DEMO_MINUTES", "MAX_DEMO_MINUTES", "RANGES", "thread_cap",
            "check_range", "check_ranges"]
 
-MAX_STEPS = 10 ** 9  # training steps: ~30 years at 1 step/s; a larger number is a typo
+MAX_STEPS = 2 ** 31 - 1  # training steps: an int32 step counter, ~68 years at 1 step/s; more is a typo
 MAX_OBJECTS = 10 ** 6  # objects per category and split (recon.data.convert.MAX_COUNT)
 MIN_DEMO_MINUTES = 1.0  # the demo's calibration alone takes ~20 s on a CPU; below this it trains a token 40 steps
 MAX_DEMO_MINUTES = 7 * 24 * 60.0  # a week
@@ -65,7 +65,7 @@ class Range:
 _POS = dict(lo_open=True, integer=False)
 RANGES: dict[str, dict[str, Range]] = {
     "TrainConfig": {
-        "iterations": Range(1, MAX_STEPS, why="a billion steps; more is a typo"), "batch_size": Range(1, 1 << 16),
+        "iterations": Range(1, MAX_STEPS, why="~68 years at one step a second; more is a typo"), "batch_size": Range(1, 1 << 16),
         "lr": Range(0, 1, **_POS), "sigma": Range(0, 1, **_POS),
         "eps": Range(0, 0.5, lo_open=True, hi_open=True, integer=False),
         "lambda_lap": Range(0, 1e6, integer=False), "lambda_flat": Range(0, 1e6, integer=False),

@@ -42,7 +42,7 @@ def test_every_numeric_flag_has_a_range(cls):
 
 @pytest.mark.parametrize("kw, message", [
     (dict(iterations=99999999999999999999999), "--iterations 99999999999999999999999: expected an integer in "
-                                               "[1, 1,000,000,000]"),
+                                               "[1, 2,147,483,647]"),
     (dict(iterations=MAX_STEPS + 1), "--iterations"),
     (dict(lr=5.0), "--lr 5.0: expected a number in (0, 1]"),
     (dict(val_every=10 ** 12), "--val-every"),
