@@ -419,7 +419,7 @@ class Trainer:
         self.model.set_precision(choice.precision)
         align_optimizer_state(self.optimizer)  # the layout set_precision chose, also for resumed moments
         self.precision = choice
-        self.cfg = dataclasses.replace(cfg, threads=threads, precision=choice.precision)
+        self.cfg = self.stepper.cfg = dataclasses.replace(cfg, threads=threads, precision=choice.precision)
         self.runtime_note = f"precision {choice.precision} ({choice.reason}); {threads} CPU thread(s) ({why})"
         self._say(self.runtime_note)
 
@@ -510,8 +510,9 @@ class Trainer:
         """Train to ``plan.iterations`` with the decay from ``plan.decay_step`` (config.json follows)."""
         if plan is None or (plan.iterations, plan.decay_step) == (self.cfg.iterations, self.cfg.decay_step):
             return
-        self.cfg = dataclasses.replace(self.cfg, iterations=max(plan.iterations, self.step),
-                                       decay_step=plan.decay_step)
+        # the step reads the schedule from its own cfg: both follow the plan
+        self.cfg = self.stepper.cfg = dataclasses.replace(self.cfg, iterations=max(plan.iterations, self.step),
+                                                          decay_step=plan.decay_step)
         if self.is_main:
             save_config(self.cfg, self.run_dir / "config.json")
 

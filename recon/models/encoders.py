@@ -114,8 +114,8 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
 
 # Precisions in which an encoder runs faster with channels_last (NHWC) activations and conv weights.
 # Measured (``python -m pipelines.bench --layouts``: forward + backward + Adam, 1 thread, CPU time,
-# AVX512-BF16 CPU): every encoder gains in both precisions at batch 16 and 64 (2-18 %; README "Precision,
-# threads and speed").
+# AVX512-BF16 CPU): every encoder gains in both precisions at batch 16 and 64 (2-18 %; docs/performance.md,
+# "The training step").
 CHANNELS_LAST: dict[str, tuple[str, ...]] = {
     "baseline": ("fp32", "bf16"),
     "resnet": ("fp32", "bf16"),

@@ -36,8 +36,8 @@ how it fills a mesh:
    complement of the outside: surface cells plus the empty cells the surface encloses.
 
 Index order. SoftRas's grid is indexed by the vertex coordinates in their order, so
-``grid[c0, c1, c2]`` is the cell of ``(x, y, z)`` -- the order of our grids (README
-"Conventions"). ``evaluate_iou`` then compares ``grid.transpose(0, 2, 1, 3)[..., ::-1]`` with
+``grid[c0, c1, c2]`` is the cell of ``(x, y, z)`` -- the order of our grids (docs/ARCHITECTURE.md,
+"Voxels"). ``evaluate_iou`` then compares ``grid.transpose(0, 2, 1, 3)[..., ::-1]`` with
 the NMR voxels, and our converter (:mod:`recon.data.softras_npz`) applies exactly the inverse of
 that map to the NMR voxels once, at conversion. So the grids returned here are SoftRas's grids
 unchanged (no flip, no transpose), and compare directly with our ground truth; cell ``[i, j, k]``

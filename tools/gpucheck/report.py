@@ -1,4 +1,4 @@
-"""The report: ``gpu_check.json`` and ``gpu_check.md`` (what the README's GPU tables are copied from)."""
+"""The report: ``gpu_check.json`` and ``gpu_check.md`` (what docs/performance.md's GPU tables are copied from)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _f(x: Any, digits: int = 2) -> str:
 
 
 def markdown_report(report: dict[str, Any]) -> str:
-    """The report as Markdown (what the README's GPU tables are copied from)."""
+    """The report as Markdown (what docs/performance.md's GPU tables are copied from)."""
     s = report["sections"]
     lines = [f"# GPU check ({'DRY RUN, CPU only' if report['dry_run'] else 'CUDA'})", "",
              f"Started {report['started']}, {report.get('elapsed_s', 0)} s; overall: "
