@@ -264,7 +264,6 @@ class Predictor:
             ValueError: ``view`` outside [0, 24).
         """
         check_view(view)
-        self.output_paths(out_dir, name)
         prepared = prepare_image(path, self.image_size, framing, self.fills)
         image = prepared.image[None].to(self.device)
         verts = self.model(image)[0].cpu()
@@ -293,6 +292,7 @@ class Predictor:
             OSError: the outputs cannot be written.
             ValueError: ``view`` outside [0, 24).
         """
+        self.output_paths(out_dir, name)
         rec = self.reconstruct(path, framing, view)
         prepared, verts, faces, colors = rec.prepared, rec.verts, rec.faces, rec.colors
         png = turntable_png(prepared.original, prepared.image, verts, faces, colors=colors)
