@@ -30,9 +30,9 @@ from PIL import Image
 from recon.data.image_io import dataset_image_to_rgba
 from recon.data.schema import DatasetFormatError, validate
 from recon.mesh import voxels_to_mesh
-from recon.mesh_export import save_glb
-from recon.protocols import grid_bounds
-from recon.protocols.ground_truth import GroundTruth
+from recon.report.mesh_export import save_glb
+from recon.data.ground_truth import GroundTruth
+from recon.ops.voxelize import grid_bounds
 from recon.report import prediction_mesh_name
 
 __all__ = ["ALL", "COLUMNS", "GT_COLOUR", "EvalFileError", "EvalRow", "RowFiles", "EvalBrowser", "find_eval_json"]

@@ -1,10 +1,10 @@
 """The app's "Try it" tab without the web part: one model in memory, an image file in, the mesh
 files and a silhouette check out.
 
-The mesh comes from ``recon.predict.Predictor.reconstruct``, the step ``pipelines.predict`` writes its
+The mesh comes from ``recon.workflows.predict.Predictor.reconstruct``, the step ``pipelines.predict`` writes its
 files from, with the same framing (``auto``, fills measured on the checkpoint's training data), so an
 image gives the app the mesh ``pipelines.predict`` writes for it. The files are written by the
-project's writers (``recon.mesh.save_obj``, ``recon.mesh_export.save_glb`` / ``save_ply``; grey for a
+project's writers (``recon.mesh.save_obj``, ``recon.report.mesh_export.save_glb`` / ``save_ply``; grey for a
 geometry-only checkpoint, vertex colours for a coloured one).
 
 Requests are served one at a time: ``AppService.lock`` guards the model (the web front end also
@@ -33,8 +33,8 @@ from recon.data.image_io import Framing, ImageError
 from recon.data.raster import render_views
 from recon.io import atomic_write_bytes
 from recon.mesh import save_obj
-from recon.mesh_export import save_glb, save_ply
-from recon.predict import Predictor, Reconstruction, estimate_input_view
+from recon.report.mesh_export import save_glb, save_ply
+from recon.workflows.predict import Predictor, Reconstruction, estimate_input_view
 from recon.runs import resolve_checkpoint
 from recon.runtime import one_thread
 
