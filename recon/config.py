@@ -20,6 +20,7 @@ from recon.io import atomic_write_bytes, check_output_dir, json_text
 from recon.models.encoders import ENCODERS
 from recon.models.precision import PRECISION_HELP, PRECISIONS, check_precision
 from recon.ops.voxelize import DEFAULT_PROTOCOL, PROTOCOL_ALIASES, PROTOCOL_CHOICES, check_protocol
+from recon.ranges import check_ranges
 from recon.render import BACKENDS, RGBA_BACKENDS
 
 __all__ = ["TrainConfig", "EvalConfig", "CompareConfig", "DemoConfig", "VIEWS_HELP", "parse_views", "add_dataclass_args", "config_from_args",
@@ -194,6 +195,7 @@ class TrainConfig:
             raise ValueError(f"--seed must be in [0, 2^63), got {self.seed}")
         if not self.out.strip():
             raise ValueError("--out must name a run directory, got an empty string")
+        check_ranges(self)  # the upper bounds (recon.ranges, docs/operations.md)
 
 
 @dataclass
@@ -243,6 +245,7 @@ class EvalConfig:
             raise ValueError(f"--figures must be >= 0, got {self.figures}")
         if self.max_per_category is not None and self.max_per_category < 1:
             raise ValueError(f"--max-per-category must be >= 1, got {self.max_per_category}")
+        check_ranges(self)
 
 
 
@@ -300,6 +303,7 @@ class CompareConfig:
             raise ValueError("--max-per-category and --figures must be >= 0")
         if not self.out.strip():
             raise ValueError("--out must name a directory, got an empty string")
+        check_ranges(self)
         self.train_config(encoders[0]).check_flags()
         check_output_dir(self.out, "--out")
         info = validate_dataset(self.train.data, require_splits=("train", "val", self.split), check_meshes=True)
@@ -370,6 +374,8 @@ class DemoConfig:
             raise ValueError(f"--decay-at must be in [0, 1], got {self.decay_at}")
         check_lr_schedule(self.lr_schedule)
         check_precision(self.precision)
+        # the budget applies only when it sets the steps; below MIN_DEMO_MINUTES it would train a token 40 steps
+        check_ranges(self, skip=("budget_minutes",) if self.iterations else ())
         check_output_dir(self.out, "--out")
 
 _TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str, "float | None": float}

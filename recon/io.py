@@ -3,6 +3,8 @@ renamed over it, so a reader (or a crash) never sees half a file.
 
 A target that exists and is not a regular file (a directory, a device such as ``/dev/null``, a
 FIFO, a socket) is refused with ``OutputPathError`` naming it: the rename would replace it.
+A symlink to a regular file is written through: its target gets the new content and the link
+stays (a dangling link is replaced by the file).
 """
 
 from __future__ import annotations
@@ -54,10 +56,12 @@ def check_writable_file(path: str | os.PathLike, flag: str = "") -> Path:
     """``check_output_file`` and ``check_output_dir`` of its directory, the messages naming ``path``:
     call it before long work whose result goes to ``path``. Creates nothing."""
     path = check_output_file(path, flag)
+    prefix = f"{flag} " if flag else ""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputPathError(f"{prefix}{path}: {path.parent} is not a directory")
     try:
         check_output_dir(path.parent)
     except OutputPathError as e:
-        prefix = f"{flag} " if flag else ""
         raise OutputPathError(f"{prefix}{path}: {str(e).split(': ', 1)[1]}") from None
     return path
 
@@ -93,8 +97,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         OutputPathError: ``path`` exists and is not a regular file (checked before and after writing).
     """
     path = check_output_file(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_symlink() and path.is_file():  # write through the link to its (regular) target
+        path = Path(os.path.realpath(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name the user's path, not the temp file's (read-only folder, full disk)
+        raise type(e)(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     try:
         yield Path(tmp)

@@ -193,7 +193,7 @@ def test_nothing_else_imports_the_app() -> None:
         if bad:
             offenders.append(f"{path.relative_to(ROOT)}: {sorted(bad)}")
     assert offenders == []
-    code = ("import sys; import pipelines.predict, pipelines.eval, recon.workflows.predict, recon.evaluate; "
+    code = ("import sys; import pipelines.predict, pipelines.eval, recon.workflows.predict, recon.workflows.eval; "
             "print(sorted(m for m in sys.modules if m == 'gradio' or m.startswith('recon.app')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stderr

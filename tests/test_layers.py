@@ -11,6 +11,7 @@ import must not hide a back edge).
     train      config, training, evaluate, runs, checkpoint, published   (records, no figures)
     report     recon.report.*         the only writer of figures, meshes and pages
     workflows  recon.workflows.*      one call per command: train -> evaluate -> report
+    app        recon.app.*            the local web app (Gradio; only pipelines.app imports it)
     tools      tools.*                benchmarks, GPU check (beside the package, not in the wheel)
     pipelines  pipelines.*            argv -> config -> one call -> print
 
@@ -27,20 +28,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("recon", "tools", "pipelines")
 
-LAYERS = ("core", "ops", "render", "models", "data", "train", "report", "workflows", "tools", "pipelines")
+LAYERS = ("core", "ops", "render", "models", "data", "train", "report", "workflows", "app", "tools", "pipelines")
 # module or package prefix -> layer; the longest matching prefix wins ("recon" names only the package
 # itself, so a new top-level module must be given a layer here).
 ASSIGN = {
     "recon": "core", "recon.io": "core", "recon.errors": "core", "recon.signals": "core", "recon.runtime": "core",
-    "recon.distributed": "core", "recon.cameras": "core", "recon.mesh": "core", "recon.names": "core",
+    "recon.distributed": "core", "recon.cameras": "core", "recon.mesh": "core", "recon.names": "core", "recon.progress": "core",
     "recon.ops": "ops",
     "recon.render": "render",
     "recon.models": "models", "recon.losses": "models", "recon.metrics": "models", "recon.colour": "models",
     "recon.data": "data",
     "recon.config": "train", "recon.training": "train", "recon.evaluate": "train", "recon.runs": "train",
     "recon.checkpoint": "train", "recon.published": "train", "recon.budget": "train", "recon.retrieval": "train",
+    "recon.ranges": "train",
     "recon.report": "report",
-    "recon.workflows": "workflows", "recon.app": "workflows",
+    "recon.workflows": "workflows",
+    "recon.app": "app",
     "tools": "tools",
     "pipelines": "pipelines",
 }

@@ -21,7 +21,7 @@ from recon.data.schema import SPLITS, DatasetInfo, validate
 from recon.data.softras_npz import convert_softras
 from recon.data.synthetic import build_synthetic, split_sizes
 from recon.data.voxel_axes import canonical_axes
-from recon.io import check_output_file
+from recon.io import check_writable_file
 
 __all__ = ["COMMANDS", "COMMAND_ALIASES", "MAX_COUNT", "ConvertConfig", "convert", "summary_table"]
 
@@ -60,7 +60,7 @@ class ConvertConfig:
             raise ValueError(f"unknown command {self.command!r}, expected one of {', '.join(COMMANDS)}")
         if self.command == "validate":
             return
-        check_output_file(self.out, "--out")
+        check_writable_file(self.out, "--out")
         for flag, value, lo, hi in (("--per-category", self.per_category, 1, MAX_COUNT),
                                     ("--val", self.val, 0, MAX_COUNT), ("--test", self.test, 0, MAX_COUNT),
                                     ("--seed", self.seed, 0, 2 ** 63 - 1), ("--workers", self.workers, 0, MAX_COUNT)):
