@@ -143,8 +143,11 @@ def test_as_is_keeps_the_frame(tmp_path: Path) -> None:
     rgba[8:40, 64:120] = (200, 100, 50, 255)
     path = tmp_path / "render.png"
     Image.fromarray(rgba, "RGBA").save(path)
-    p = prepare_image(path)
+    p = prepare_image(path, framing=Framing("as-is"))
     assert p.framing == "as-is" and p.fill == pytest.approx(56 / 128)
+    assert p.centre == pytest.approx(((92 - 64) / 128, (24 - 64) / 128))
+    # far off-centre, unlike any training image: auto does not take it as is
+    assert prepare_image(path).framing != "as-is"
     assert _bbox(p.image[3]) == (4, 19, 32, 59)  # the 2x2 area average of the 128 px image
     # as-is on a non-square image pads it to a square, centred
     wide = np.zeros((64, 128, 4), np.uint8)
