@@ -35,21 +35,24 @@ from PIL import Image
 
 from recon import cameras
 from recon.cameras import IMAGE_SIZE
-from recon.data.image_io import EMBEDDED_FILLS, FillStats, Framing, ImageError, prepare_image
+from recon.data.image_io import (EMBEDDED_FILLS, FillStats, Framing, ImageError, PreparedImage, frame_source,
+                                 in_training_framing, load_source)
 from recon.data.raster import render_views
 from recon.data.schema import DatasetFormatError, validate
 from recon.distributed import resolve_device
+from recon.framing import FramingChoice, search_framing
 from recon.io import atomic_write_bytes
 from recon.mesh import save_obj
 from recon.mesh_export import glb_bytes, ply_bytes
 from recon.models.colour import ImageSampleColourHead
 from recon.models.precision import check_precision, inference_precision
+from recon.render import Renderer, get_renderer
 from recon.report import render_mesh_rgb
 from recon.runs import load_model, resolve_checkpoint
 from recon.runtime import one_thread
 
-__all__ = ["TURNTABLE_VIEWS", "FILL_SAMPLE_OBJECTS", "PredictOutput", "Predictor", "output_names", "training_fills",
-           "turntable_png", "estimate_input_view", "check_view"]
+__all__ = ["TURNTABLE_VIEWS", "FILL_SAMPLE_OBJECTS", "PredictOutput", "Reconstruction", "Predictor", "output_names",
+           "training_fills", "turntable_png", "estimate_input_view", "check_view"]
 
 TURNTABLE_VIEWS = (0, 3, 6, 9, 12, 15, 18, 21)  # every 45 degrees of azimuth, elevation 30
 FILL_SAMPLE_OBJECTS = 16  # objects per category (all their views) measured by training_fills
@@ -58,10 +61,12 @@ FILL_SAMPLE_OBJECTS = 16  # objects per category (all their views) measured by t
 @dataclass(frozen=True)
 class PredictOutput:
     """What one image gave: the files written, the mesh (``verts (V, 3)``, CPU) and how the image
-    was read (``used_alpha``) and framed (``framing``: as-is | centred, ``fill`` of the frame).
-    A coloured checkpoint also gives ``colors (V, 3)`` sRGB in [0, 1] and the ``ply`` / ``glb``
-    files holding them (all three None otherwise); ``view`` is the input camera the ``sample``
-    head used (None for other heads), ``view_iou`` its silhouette match when it was estimated."""
+    was read (``used_alpha``) and framed (``framing``: as-is | centred | self-consistent, ``fill``
+    of the frame, ``centre`` of the object's box in it; ``choice``: what the self-consistent search
+    found, None for the other framings). A coloured checkpoint also gives ``colors (V, 3)`` sRGB in
+    [0, 1] and the ``ply`` / ``glb`` files holding them (all three None otherwise); ``view`` is the
+    input camera the ``sample`` head used (None for other heads), ``view_iou`` its silhouette match
+    when it was estimated."""
 
     obj: Path
     turntable: Path
@@ -74,6 +79,18 @@ class PredictOutput:
     glb: Path | None = None
     view: int | None = None
     view_iou: float | None = None
+    centre: tuple[float, float] = (0.0, 0.0)
+    choice: FramingChoice | None = None
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """One image's model input (``prepared``), its mesh ``verts (V, 3)`` (CPU) and, for the
+    self-consistent framing, the search's ``choice``."""
+
+    prepared: PreparedImage
+    verts: torch.Tensor
+    choice: FramingChoice | None = None
 
 
 def output_names(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -190,6 +207,15 @@ class Predictor:
         self.device = torch.device(device)
         self.image_size = image_size
         self.description = description
+        self._renderer: Renderer | None = None
+
+    @property
+    def renderer(self) -> Renderer:
+        """The soft rasterizer (training settings, the model's input size) the framing search renders
+        silhouettes with; built on first use."""
+        if self._renderer is None:
+            self._renderer = get_renderer("softras", image_size=self.image_size, device=str(self.device))
+        return self._renderer
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, device: str = "auto", precision: str = "auto") -> "Predictor":
@@ -238,9 +264,9 @@ class Predictor:
             ValueError: ``view`` outside [0, 24).
         """
         check_view(view)
-        prepared = prepare_image(path, self.image_size, framing, self.fills)
+        rec = self.reconstruct(path, framing)
+        prepared, verts = rec.prepared, rec.verts
         image = prepared.image[None].to(self.device)
-        verts = self.model(image)[0].cpu()
         faces = self.model.faces.cpu()
         colors, view_iou = None, None
         if self.coloured:
@@ -265,7 +291,24 @@ class Predictor:
         for file, data in files.items():
             atomic_write_bytes(file, data)
         return PredictOutput(obj_path, png_path, verts, prepared.used_alpha, prepared.framing, prepared.fill,
-                             colors, ply_path, glb_path, view, view_iou)
+                             colors, ply_path, glb_path, view, view_iou, prepared.centre, rec.choice)
+
+    @torch.no_grad()
+    def reconstruct(self, path: str | os.PathLike, framing: Framing = Framing()) -> Reconstruction:
+        """Frame one image file and predict its mesh; writes nothing. ``auto``: an image already
+        framed like the training images (``in_training_framing``) is used as is, any other is framed
+        by self-consistency (``recon.framing.search_framing``).
+
+        Raises:
+            ImageError: the file cannot be used (missing, not an image, no object).
+        """
+        source = load_source(path)
+        if framing.mode == "auto" and not in_training_framing(source, self.fills, self.image_size):
+            prepared, verts, choice = search_framing(self.model, self.renderer, source, self.fills, self.image_size,
+                                                     self.device)
+            return Reconstruction(prepared, verts, choice)
+        prepared = frame_source(source, self.image_size, framing, self.fills)
+        return Reconstruction(prepared, self.model(prepared.image[None].to(self.device))[0].cpu())
 
     def predict_files(self, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                       framing: Framing = Framing(), view: int | None = None

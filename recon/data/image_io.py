@@ -42,6 +42,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -445,7 +446,7 @@ class SourceImage:
     original: np.ndarray
     square: bool
 
-    @property
+    @cached_property
     def object(self) -> tuple[int, int, int, int]:
         """The object's bounding box ``(x0, y0, x1, y1)`` (``object_box`` of ``alpha``)."""
         return object_box(self.alpha)
