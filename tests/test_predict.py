@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -227,7 +228,12 @@ def test_predict_cli_processes_valid_images_and_reports_bad_ones(images, checkpo
     assert err == [f"error: {images['bad']}: not an image (expected PNG or JPEG)",
                    f"error: {images['missing']}: no such file"]
     assert "absent.h5 is not here" in captured.out  # says where the framing statistics came from
-    assert f"{images['png']} (alpha channel, centred, object fills 59%)" in captured.out
+    # neither picture is framed like a training render: both are framed by self-consistency, which says what it chose
+    framed = re.compile(r"\((alpha channel|segmented), self-consistent, object fills \d+%, centre [+-]\d\.\d\d,[+-]\d\.\d\d: "
+                        r"silhouette IoU \d\.\d\d at training view \d+, best of \d+ framings\) -> ")
+    for image, how in ((images["png"], "alpha channel"), (images["jpg"], "segmented")):
+        line = next(line for line in captured.out.splitlines() if line.startswith(str(image)))
+        assert framed.search(line) and f"({how}, " in line, line
     for stem in ("cutout", "chair photo"):
         verts, faces = load_obj(out / f"{stem}.obj")
         assert verts.shape == (642, 3) and faces.shape == (1280, 3)
