@@ -2,8 +2,10 @@
 trained with ``--colour`` also the mesh with its predicted vertex colours (.ply, .glb, see
 ``recon.mesh_export``) and a turntable in those colours.
 
-Images are framed like the model's training images (``recon.data.image_io``). What that framing
-is comes from the training data: the checkpoint's config names its dataset file (``data``), whose
+Images are framed like the model's training images (``recon.data.image_io``); a picture not
+already framed like them is framed by self-consistency (``recon.framing``: the candidate framing
+whose predicted mesh's silhouette best matches the framed object). What that framing is comes
+from the training data: the checkpoint's config names its dataset file (``data``), whose
 camera (``recon.cameras``, stored as file attributes) set how much of the frame each object
 fills. ``training_fills`` measures those fills on the file's train split; when the file is not
 at that path (a checkpoint copied to another machine), the statistics measured once on the

@@ -17,12 +17,14 @@ Each picture goes through ``recon.predict.Predictor.reconstruct`` with ``--frami
 and the mesh is scored exactly as ``pipelines.eval`` scores (``recon.metrics.mesh_metrics`` under
 the ``softras`` 3D-IoU protocol against the file's ground-truth grid); ``eval`` is the model on
 the stored render itself. IoUs are averaged per category, then over categories (as eval does).
-Also measured: seconds per picture of each framing (loading and segmentation included).
+Also measured: seconds per picture of each framing (loading and segmentation included), wall
+clock and this process's CPU time (the machine's load average is recorded with them).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -102,7 +104,8 @@ def run(checkpoint: str, data: str, objects: int, views: list[int], seed: int = 
     model, faces = predictor.model, predictor.model.faces
     rng = np.random.default_rng(seed)
     scores: dict[str, dict[str, dict[str, list[float]]]] = {}  # row -> category -> ious
-    seconds: dict[str, list[float]] = {m: [] for m in MODES}
+    seconds: dict[str, list[float]] = {m: [] for m in MODES}  # wall clock
+    cpu: dict[str, list[float]] = {m: [] for m in MODES}  # this process's CPU time (all its threads)
     with tempfile.TemporaryDirectory(prefix="framing-families-") as tmp, GroundTruth(data, "softras") as gt:
         folder = Path(tmp)
         warm = True
@@ -118,9 +121,10 @@ def run(checkpoint: str, data: str, objects: int, views: list[int], seed: int = 
                     warm = False
                 for family, path in pictures.items():
                     for mode in MODES:
-                        t0 = time.perf_counter()
+                        t0, c0 = time.perf_counter(), time.process_time()
                         verts = reconstruct(predictor, path, mode)
                         seconds[mode].append(time.perf_counter() - t0)
+                        cpu[mode].append(time.process_time() - c0)
                         ious[f"{family}/{mode}"] = mesh_metrics(verts[None], faces, grid, "softras", full=False)["iou"]
                 for row, iou in ious.items():
                     scores.setdefault(row, {}).setdefault(rec.name, []).append(float(iou[0]))
@@ -130,6 +134,8 @@ def run(checkpoint: str, data: str, objects: int, views: list[int], seed: int = 
     return {"checkpoint": checkpoint, "data": data, "objects_per_category": objects, "views": views, "seed": seed,
             "protocol": "softras", "threads": torch.get_num_threads(), "rows": rows,
             "seconds_per_picture": {m: float(np.mean(s)) for m, s in seconds.items()},
+            "cpu_seconds_per_picture": {m: float(np.mean(s)) for m, s in cpu.items()},
+            "load_average": list(os.getloadavg()), "cpus": os.cpu_count(),
             "framing_stats": predictor.description}
 
 
@@ -146,8 +152,9 @@ def print_table(record: dict) -> None:
     for family in FAMILIES:
         table.add_row(family, *[f"{rows[f'{family}/{m}']['mean_iou']:.3f}" for m in MODES],
                       f"{rows['eval']['mean_iou']:.3f}")
-    secs = record["seconds_per_picture"]
-    table.add_row("s / picture", *[f"{secs[m]:.3f}" for m in MODES], "")
+    secs, cpu = record["seconds_per_picture"], record["cpu_seconds_per_picture"]
+    table.add_row("s / picture (wall)", *[f"{secs[m]:.3f}" for m in MODES], "")
+    table.add_row("CPU s / picture", *[f"{cpu[m]:.3f}" for m in MODES], "")
     Console().print(table)
 
 
