@@ -41,12 +41,13 @@ __all__ = ["FramingSearch", "FramingChoice", "candidate_frames", "refine_frames"
 
 @dataclass(frozen=True)
 class FramingSearch:
-    """The search: ``fill_steps`` fills over ``[fills.low, fills.high]`` at the training centres'
-    midpoint, then ``centre_steps`` centres per axis (over the training centres' 5th-95th
-    percentiles) and the two half-step fills around the best fill; silhouettes at the
-    ``top_views`` training views that fit the first candidate's mesh best."""
+    """The search, in two rounds of one batched forward each: ``fill_steps`` fills over the training
+    fills' extremes ``[fills.lowest, fills.highest]`` at the training centres' midpoint; then the
+    best fill and the fills half a step either side, each at ``centre_steps`` x ``centre_steps``
+    centres over the training centres' 5th-95th percentiles. Silhouettes are rendered at the
+    ``top_views`` training views that fit the anchor's mesh best."""
 
-    fill_steps: int = 7
+    fill_steps: int = 12
     centre_steps: int = 3
     top_views: int = 3
 
@@ -75,12 +76,19 @@ def _grid(lo: float, hi: float, n: int) -> list[float]:
     return [float((lo + hi) / 2)] if n == 1 else [float(v) for v in np.linspace(lo, hi, n)]
 
 
+def _mid(fills: FillStats) -> tuple[float, float]:
+    return (fills.centre_low[0] + fills.centre_high[0]) / 2, (fills.centre_low[1] + fills.centre_high[1]) / 2
+
+
+def _fill_step(fills: FillStats, search: FramingSearch) -> float:
+    return (fills.highest - fills.lowest) / max(search.fill_steps - 1, 1)
+
+
 def candidate_frames(fills: FillStats, own: Frame | None = None, search: FramingSearch = FramingSearch()
                      ) -> list[Frame]:
-    """The first round of candidates: ``own`` (the picture's own framing) first when it lies within
-    the extremes the training images show, then ``fill_steps`` fills at the centres' midpoint."""
-    mid = ((fills.centre_low[0] + fills.centre_high[0]) / 2, (fills.centre_low[1] + fills.centre_high[1]) / 2)
-    out: list[Frame] = [(f, mid) for f in _grid(fills.low, fills.high, search.fill_steps)]
+    """The first round: ``own`` (the picture's own framing) first when it lies within the extremes
+    the training images show, then ``fill_steps`` fills over those extremes at the centres' midpoint."""
+    out: list[Frame] = [(f, _mid(fills)) for f in _grid(fills.lowest, fills.highest, search.fill_steps)]
     if own is not None:
         fill, (cx, cy) = own
         if (fills.lowest <= fill <= fills.highest and fills.centre_lowest[0] <= cx <= fills.centre_highest[0]
@@ -90,15 +98,16 @@ def candidate_frames(fills: FillStats, own: Frame | None = None, search: Framing
 
 
 def refine_frames(best: Frame, fills: FillStats, search: FramingSearch = FramingSearch()) -> list[Frame]:
-    """The second round around the first round's ``best``: its fill at every grid centre, and the
-    fills half a step either side at its centre (those inside ``[fills.low, fills.high]``)."""
-    fill, centre = best
+    """The second round around the first round's ``best``: its fill and the fills half a step either
+    side (within the extremes), each at every grid centre; ``best`` itself is left out."""
     xs = _grid(fills.centre_low[0], fills.centre_high[0], search.centre_steps)
     ys = _grid(fills.centre_low[1], fills.centre_high[1], search.centre_steps)
-    out: list[Frame] = [(fill, (x, y)) for y in ys for x in xs
-                        if max(abs(x - centre[0]), abs(y - centre[1])) > 1e-9]
-    half = (fills.high - fills.low) / max(search.fill_steps - 1, 1) / 2
-    out += [(f, centre) for f in (fill - half, fill + half) if fills.low <= f <= fills.high]
+    half = _fill_step(fills, search) / 2
+    out: list[Frame] = []
+    for f in (best[0] - half, best[0], best[0] + half):
+        if fills.lowest - 1e-9 <= f <= fills.highest + 1e-9:
+            out += [(f, (x, y)) for y in ys for x in xs
+                    if max(abs(f - best[0]), abs(x - best[1][0]), abs(y - best[1][1])) > 1e-9]
     return out
 
 
@@ -157,23 +166,20 @@ def search_framing(model: torch.nn.Module, renderer: Renderer, source: SourceIma
 
     first = candidate_frames(fills, own, search)
     prepared, verts, alpha = run(first)
-    # the views: the top_views training views that fit the anchor's mesh best, the anchor being the
-    # picture's own framing when it is a candidate, else the median fill
-    a = 0 if first[0] == own else len(first) // 2
-    anchor = silhouette_agreement(verts[a:a + 1], model.faces, alpha[a:a + 1], renderer)[0]
-    views = [int(v) for v in anchor.topk(search.top_views).indices]
-    others = [i for i in range(len(first)) if i != a]
-    scores = torch.empty(len(first), len(views))
-    scores[a] = anchor[views]
-    scores[others] = silhouette_agreement(verts[others], model.faces, alpha[others], renderer, views)
+    all_views = list(range(cameras.NUM_VIEWS))
+    scores = silhouette_agreement(verts, model.faces, alpha, renderer, all_views)  # (K1, 24)
     best = int(scores.max(1).values.argmax())
+    # the second round is rendered at the top_views training views of the first round's best
+    views = [int(v) for v in scores[best].topk(search.top_views).indices]
     second = refine_frames(first[best], fills, search)
     if second:
         p2, v2, a2 = run(second)
         prepared, verts = prepared + p2, torch.cat([verts, v2])
-        scores = torch.cat([scores, silhouette_agreement(v2, model.faces, a2, renderer, views)])
+        wide = torch.full((len(second), len(all_views)), -1.0)  # unrendered views never win
+        wide[:, views] = silhouette_agreement(v2, model.faces, a2, renderer, views)
+        scores = torch.cat([scores, wide])
     per_frame, view_at = scores.max(1)
     best = int(per_frame.argmax())
-    choice = FramingChoice(prepared[best].fill, prepared[best].centre, views[int(view_at[best])],
-                           float(per_frame[best]), len(prepared))
+    choice = FramingChoice(prepared[best].fill, prepared[best].centre, int(view_at[best]), float(per_frame[best]),
+                           len(prepared))
     return prepared[best], verts[best].cpu(), choice
