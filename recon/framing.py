@@ -5,22 +5,26 @@ framed unlike the training images (a photo, an object small or off-centre on its
 wrong mesh; no fixed rule (centre it, keep its own size) is right for every picture. Instead the
 framing is chosen by the model's own agreement with its input:
 
-* **Candidates** (``candidate_frames``): the object's fill of the frame (longer side of its
-  bounding box over the frame side) on a grid over the training images' 5th-95th percentile range
-  ``[fills.low, fills.high]``, and the centre of its bounding box on a grid over the training
-  images' 5th-95th percentile range per axis (``recon.data.image_io.FillStats``); plus the
-  picture's own framing (the whole image padded to a square) when it lies in those ranges.
-* **Criterion** (``silhouette_agreement``): each candidate's model input goes through the network
-  (all candidates in one batch: the encoder is the cost); the predicted mesh is rendered by the
-  training renderer (the soft rasterizer, training settings) at the training views, and the
-  candidate scores the best soft IoU ``sum(s a) / sum(s + a - s a)`` over the views between that
-  silhouette ``s`` and its own input alpha ``a``: the quantity the model was trained to make high
-  for training-framed images, at the view it would have been trained from. The best-scoring
-  candidate wins (ties: the first, i.e. the picture's own framing).
+* **Search space**: the object's *fill* of the frame (longer side of its bounding box over the
+  frame side) within the extremes the training images show, ``[fills.lowest, fills.highest]``,
+  and the *centre* of its bounding box within the training centres' 5th-95th percentiles per axis
+  (``recon.data.image_io.FillStats``, measured on the checkpoint's training data), plus the
+  picture's own framing (the whole image padded to a square) when it lies within the extremes.
+* **Criterion** (``silhouette_agreement``): each candidate's model input goes through the network;
+  the predicted mesh is rendered by the training renderer (the soft rasterizer, training settings)
+  at training views, and the candidate scores the best soft IoU ``sum(s a) / sum(s + a - s a)``
+  over the views between that silhouette ``s`` and its own input alpha ``a``: the quantity the
+  model was trained to make high on training-framed images, at the view the picture is best
+  explained from. The best-scoring candidate wins (ties: the first, i.e. the picture's own framing).
+* **Rounds** (each one batched forward: the encoder is the cost): (1) ``candidate_frames``: the
+  picture's own framing and ``fill_steps`` fills at the training centres' midpoint, scored at all
+  24 views; (2) ``refine_frames``: the best fill and the fills half a step either side, each at
+  ``centre_steps`` x ``centre_steps`` centres, scored at the ``top_views`` views that fitted the
+  first round's best.
 
-The chosen candidate's mesh is the prediction (no second pass through the network). The search
-costs one batched forward of ``len(candidates)`` images and ``len(candidates) x len(views)``
-silhouettes; ``docs/framing.md`` has the measured cost and the accuracy on three picture families.
+The chosen candidate's mesh is the prediction (no further pass through the network). With the
+defaults a search is 12-13 + 26 candidates, 24 x 13 + 3 x 26 silhouettes; ``docs/framing.md``
+has the measured cost and the accuracy on three families of pictures.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class FramingSearch:
     fills' extremes ``[fills.lowest, fills.highest]`` at the training centres' midpoint; then the
     best fill and the fills half a step either side, each at ``centre_steps`` x ``centre_steps``
     centres over the training centres' 5th-95th percentiles. Silhouettes are rendered at the
-    ``top_views`` training views that fit the anchor's mesh best."""
+    ``top_views`` training views that fitted the first round's best (the first round: all 24)."""
 
     fill_steps: int = 12
     centre_steps: int = 3

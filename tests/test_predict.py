@@ -262,8 +262,9 @@ def test_predict_cli_processes_valid_images_and_reports_bad_ones(images, checkpo
                    f"error: {images['missing']}: no such file"]
     assert "absent.h5 is not here" in captured.out  # says where the framing statistics came from
     # neither picture is framed like a training render: both are framed by self-consistency, which says what it chose
-    framed = re.compile(r"\((alpha channel|segmented), self-consistent, object fills \d+%, centre [+-]\d\.\d\d,[+-]\d\.\d\d: "
-                        r"silhouette IoU \d\.\d\d at training view \d+, best of \d+ framings\) -> ")
+    framed = re.compile(r"\((alpha channel|segmented), self-consistent, object fills \d+%, "
+                        r"centre [+-]\d\.\d\d,[+-]\d\.\d\d: silhouette IoU \d\.\d\d at training view \d+, "
+                        r"best of \d+ framings\) -> ")
     for image, how in ((images["png"], "alpha channel"), (images["jpg"], "segmented")):
         line = next(line for line in captured.out.splitlines() if line.startswith(str(image)))
         assert framed.search(line) and f"({how}, " in line, line

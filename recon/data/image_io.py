@@ -36,8 +36,8 @@ numbers; ``recon.predict`` measures them on the checkpoint's own dataset when it
   images show. Any other image (a photo, a cut-out placed anywhere) is framed by
   self-consistency with the model (``recon.framing``, called by ``recon.predict``); without a
   model (``prepare_image``) it is centred and keeps its own fill (its longer side over the
-  image's longer side) clamped into ``[FillStats.low, FillStats.high]``, the search's fallback
-  and the rule ``auto`` followed before the search.
+  image's longer side) clamped into ``[FillStats.low, FillStats.high]``, the rule ``auto``
+  followed before the search.
 
 The object's *centre* in a frame is its bounding box's centre minus the frame's, over the frame
 side (``object_centres``); training objects sit within a couple of pixels of the middle
@@ -83,9 +83,9 @@ class FillStats:
     bounding box over the frame side: 5th percentile, median, 95th percentile, and the extremes
     ``lowest`` / ``highest``) and their *centre* (the bounding box's centre minus the frame's, over
     the frame side, ``(x, y)`` with y down: 5th / 95th percentiles and extremes per axis), and where
-    the numbers come from. The percentiles bound the self-consistent framing search
-    (``recon.framing``); the extremes say which images are already framed like training
-    (``in_training_framing``)."""
+    the numbers come from. The self-consistent framing search (``recon.framing``) tries fills
+    between the extremes and centres between the percentiles; the extremes also say which images
+    are already framed like training (``in_training_framing``)."""
 
     low: float
     median: float
