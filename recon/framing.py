@@ -17,13 +17,13 @@ framing is chosen by the model's own agreement with its input:
   model was trained to make high on training-framed images, at the view the picture is best
   explained from. The best-scoring candidate wins (ties: the first, i.e. the picture's own framing).
 * **Rounds** (each one batched forward: the encoder is the cost): (1) ``candidate_frames``: the
-  picture's own framing and ``fill_steps`` fills at the training centres' midpoint, scored at all
-  24 views; (2) ``refine_frames``: the best fill and the fills half a step either side, each at
-  ``centre_steps`` x ``centre_steps`` centres, scored at the ``top_views`` views that fitted the
-  first round's best.
+  picture's own framing and ``fill_steps`` fills at the training centres' midpoint, scored at
+  every other training view (30 degrees apart); (2) ``refine_frames``: the best fill and the fills
+  half a step either side, each at ``centre_steps`` x ``centre_steps`` centres, scored at the
+  first round's best view and its two neighbours (15 degrees either side).
 
 The chosen candidate's mesh is the prediction (no further pass through the network). With the
-defaults a search is 12-13 + 26 candidates, 24 x 13 + 3 x 26 silhouettes; ``docs/framing.md``
+defaults a search is 12-13 + 26 candidates, 12 x 13 + 3 x 26 silhouettes; ``docs/framing.md``
 has the measured cost and the accuracy on three families of pictures.
 """
 
@@ -38,6 +38,7 @@ import torch
 from recon import cameras
 from recon.data.image_io import FillStats, PreparedImage, SourceImage, box_at, object_centres, object_fills
 from recon.render import Renderer
+from recon.runtime import one_thread
 
 __all__ = ["FramingSearch", "FramingChoice", "candidate_frames", "refine_frames", "soft_iou", "silhouette_agreement",
            "search_framing"]
@@ -46,17 +47,18 @@ __all__ = ["FramingSearch", "FramingChoice", "candidate_frames", "refine_frames"
 @dataclass(frozen=True)
 class FramingSearch:
     """The search, in two rounds of one batched forward each: ``fill_steps`` fills over the training
-    fills' extremes ``[fills.lowest, fills.highest]`` at the training centres' midpoint; then the
-    best fill and the fills half a step either side, each at ``centre_steps`` x ``centre_steps``
-    centres over the training centres' 5th-95th percentiles. Silhouettes are rendered at the
-    ``top_views`` training views that fitted the first round's best (the first round: all 24)."""
+    fills' extremes ``[fills.lowest, fills.highest]`` at the training centres' midpoint, rendered
+    at every ``view_stride``-th training view; then the best fill and the fills half a step either
+    side, each at ``centre_steps`` x ``centre_steps`` centres over the training centres' 5th-95th
+    percentiles, rendered at the first round's best view and its neighbours (``view_stride // 2``
+    either side)."""
 
     fill_steps: int = 12
     centre_steps: int = 3
-    top_views: int = 3
+    view_stride: int = 2
 
     def __post_init__(self) -> None:
-        if min(self.fill_steps, self.centre_steps, self.top_views) < 1 or self.top_views > cameras.NUM_VIEWS:
+        if min(self.fill_steps, self.centre_steps, self.view_stride) < 1 or self.view_stride > cameras.NUM_VIEWS:
             raise ValueError(f"FramingSearch: expected at least one fill, centre and view, got {self}")
 
 
@@ -140,8 +142,9 @@ def silhouette_agreement(verts: torch.Tensor, faces: torch.Tensor, alpha: torch.
     """
     k, n = verts.shape[0], len(views)
     az = cameras.view_azimuths(torch.as_tensor(list(views), dtype=torch.int64)).to(verts.device).repeat(k)
-    sil = renderer.silhouettes(verts.float().repeat_interleave(n, 0), faces, az)  # (K * n, S, S)
-    return soft_iou(sil.float(), alpha.float().to(sil.device).repeat_interleave(n, 0)).view(k, n).cpu()
+    with one_thread():  # small meshes: on a busy CPU more threads only add contention (recon.runtime)
+        sil = renderer.silhouettes(verts.float().repeat_interleave(n, 0), faces, az)  # (K * n, S, S)
+        return soft_iou(sil.float(), alpha.float().to(sil.device).repeat_interleave(n, 0)).view(k, n).cpu()
 
 
 @torch.no_grad()
@@ -170,16 +173,19 @@ def search_framing(model: torch.nn.Module, renderer: Renderer, source: SourceIma
 
     first = candidate_frames(fills, own, search)
     prepared, verts, alpha = run(first)
-    all_views = list(range(cameras.NUM_VIEWS))
-    scores = silhouette_agreement(verts, model.faces, alpha, renderer, all_views)  # (K1, 24)
+    n = cameras.NUM_VIEWS
+    coarse = list(range(0, n, search.view_stride))
+    scores = torch.full((len(first), n), -1.0)  # views not rendered never win (IoU >= 0)
+    scores[:, coarse] = silhouette_agreement(verts, model.faces, alpha, renderer, coarse)
     best = int(scores.max(1).values.argmax())
-    # the second round is rendered at the top_views training views of the first round's best
-    views = [int(v) for v in scores[best].topk(search.top_views).indices]
+    # the second round is rendered at the first round's best view and its neighbours on the ring
+    v = int(scores[best].argmax())
+    views = sorted({(v + d) % n for d in range(-(search.view_stride // 2), search.view_stride // 2 + 1)})
     second = refine_frames(first[best], fills, search)
     if second:
         p2, v2, a2 = run(second)
         prepared, verts = prepared + p2, torch.cat([verts, v2])
-        wide = torch.full((len(second), len(all_views)), -1.0)  # unrendered views never win
+        wide = torch.full((len(second), n), -1.0)
         wide[:, views] = silhouette_agreement(v2, model.faces, a2, renderer, views)
         scores = torch.cat([scores, wide])
     per_frame, view_at = scores.max(1)

@@ -166,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--views", default="0", help="comma-separated view indices (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the canvas placements (default: %(default)s)")
     p.add_argument("--json", default=None, help="also write the record to this JSON file")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     args = p.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     views = [int(v) for v in args.views.split(",") if v.strip()]
     record = run(args.checkpoint, args.data, args.objects, views, args.seed)
     print_table(record)
