@@ -20,10 +20,11 @@ framing is chosen by the model's own agreement with its input:
   picture's own framing and ``fill_steps`` fills at the training centres' midpoint, scored at
   every other training view (30 degrees apart); (2) ``refine_frames``: the best fill and the fills
   half a step either side, each at ``centre_steps`` x ``centre_steps`` centres, scored at the
-  first round's best view and its two neighbours (15 degrees either side).
+  first round's best view and its two neighbours (15 degrees either side), where the first
+  round's candidates are scored too.
 
 The chosen candidate's mesh is the prediction (no further pass through the network). With the
-defaults a search is 12-13 + 26 candidates, 12 x 13 + 3 x 26 silhouettes; ``docs/framing.md``
+defaults a search is 12-13 + 26 candidates, 14 x 13 + 3 x 26 silhouettes; ``docs/framing.md``
 has the measured cost and the accuracy on three families of pictures.
 """
 
@@ -181,6 +182,9 @@ def search_framing(model: torch.nn.Module, renderer: Renderer, source: SourceIma
     # the second round is rendered at the first round's best view and its neighbours on the ring
     v = int(scores[best].argmax())
     views = sorted({(v + d) % n for d in range(-(search.view_stride // 2), search.view_stride // 2 + 1)})
+    extra = [u for u in views if u not in coarse]  # the first round is scored there too: one footing for all
+    if extra:
+        scores[:, extra] = silhouette_agreement(verts, model.faces, alpha, renderer, extra)
     second = refine_frames(first[best], fills, search)
     if second:
         p2, v2, a2 = run(second)
