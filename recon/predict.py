@@ -239,7 +239,8 @@ class Predictor:
         description = (f"{path} (encoder={state['config'].get('encoder')}{colour}, step {state['step']}, precision "
                        f"{choice.precision}); framing: "
                        f"training objects fill {fills.low:.0%}-{fills.high:.0%} of the frame "
-                       f"(median {fills.median:.0%}; measured on {fills.source})")
+                       f"(median {fills.median:.0%}, extremes {fills.lowest:.0%}-{fills.highest:.0%}; "
+                       f"measured on {fills.source})")
         return cls(model, fills, dev, IMAGE_SIZE, description)
 
     @property

@@ -16,7 +16,8 @@ Each picture goes through ``recon.predict.Predictor.reconstruct`` with ``--frami
 (``old-auto``: the object centred at its own fill clamped into the training 5th-95th percentiles),
 and the mesh is scored exactly as ``pipelines.eval`` scores (``recon.metrics.mesh_metrics`` under
 the ``softras`` 3D-IoU protocol against the file's ground-truth grid); ``eval`` is the model on
-the stored render itself. IoUs are averaged per category, then over categories (as eval does).
+the stored render itself; ``true frame`` is the canvas picture framed exactly where the render
+was pasted (what a perfect framing gives). IoUs are averaged per category, then over categories (as eval does).
 Also measured: seconds per picture of each framing (loading and segmentation included), wall
 clock and this process's CPU time (the machine's load average is recorded with them).
 """
@@ -65,8 +66,10 @@ def gradient(size: int) -> np.ndarray:
     return a + t[..., None] * (b - a)
 
 
-def make_pictures(image: torch.Tensor, stem: str, folder: Path, rng: np.random.Generator) -> dict[str, Path]:
-    """The three pictures of one stored render (module docstring) -> {family: path}."""
+def make_pictures(image: torch.Tensor, stem: str, folder: Path, rng: np.random.Generator
+                  ) -> tuple[dict[str, Path], tuple[int, int, int, int]]:
+    """The three pictures of one stored render (module docstring) -> ({family: path}, the render's
+    frame (x0, y0, x1, y1) on the canvas picture)."""
     out = {}
     big = _premultiplied(image, CANVAS)
     for family, bg in (("white", np.ones((CANVAS, CANVAS, 3))), ("gradient", gradient(CANVAS))):
@@ -82,7 +85,7 @@ def make_pictures(image: torch.Tensor, stem: str, folder: Path, rng: np.random.G
     canvas[y:y + side, x:x + side] = _premultiplied(image, side)
     out["canvas"] = folder / f"{stem}_canvas.jpg"
     Image.fromarray(_over(canvas, np.ones((CANVAS, CANVAS, 3)))).save(out["canvas"], quality=90)
-    return out
+    return out, (x, y, x + side, y + side)
 
 
 @torch.no_grad()
@@ -115,7 +118,7 @@ def run(checkpoint: str, data: str, objects: int, views: list[int], seed: int = 
                 evals = model(rec.images[torch.tensor(views)])
             for i, v in enumerate(views):
                 ious = {"eval": mesh_metrics(evals[i:i + 1], faces, grid, "softras", full=False)["iou"]}
-                pictures = make_pictures(rec.images[v], f"{rec.category}_{rec.index}_{v}", folder, rng)
+                pictures, frame = make_pictures(rec.images[v], f"{rec.category}_{rec.index}_{v}", folder, rng)
                 if warm:  # first calls build kernels and caches: not timed
                     reconstruct(predictor, pictures["canvas"], "auto")
                     warm = False
@@ -126,6 +129,11 @@ def run(checkpoint: str, data: str, objects: int, views: list[int], seed: int = 
                         seconds[mode].append(time.perf_counter() - t0)
                         cpu[mode].append(time.process_time() - c0)
                         ious[f"{family}/{mode}"] = mesh_metrics(verts[None], faces, grid, "softras", full=False)["iou"]
+                # the canvas picture framed where the render was pasted: what a perfect framing gives
+                true = load_source(pictures["canvas"]).framed(frame, predictor.image_size, "true")
+                with torch.no_grad():
+                    verts = model(true.image[None].to(predictor.device)).cpu()
+                ious["canvas/true frame"] = mesh_metrics(verts, faces, grid, "softras", full=False)["iou"]
                 for row, iou in ious.items():
                     scores.setdefault(row, {}).setdefault(rec.name, []).append(float(iou[0]))
     rows = {row: {"mean_iou": float(np.mean([np.mean(v) for v in cats.values()])),
@@ -149,12 +157,14 @@ def print_table(record: dict) -> None:
     for mode in MODES:
         table.add_column(mode, justify="right")
     table.add_column("eval (stored render)", justify="right")
+    table.add_column("true frame", justify="right")
     for family in FAMILIES:
+        true = rows.get(f"{family}/true frame")
         table.add_row(family, *[f"{rows[f'{family}/{m}']['mean_iou']:.3f}" for m in MODES],
-                      f"{rows['eval']['mean_iou']:.3f}")
+                      f"{rows['eval']['mean_iou']:.3f}", "" if true is None else f"{true['mean_iou']:.3f}")
     secs, cpu = record["seconds_per_picture"], record["cpu_seconds_per_picture"]
-    table.add_row("s / picture (wall)", *[f"{secs[m]:.3f}" for m in MODES], "")
-    table.add_row("CPU s / picture", *[f"{cpu[m]:.3f}" for m in MODES], "")
+    table.add_row("s / picture (wall)", *[f"{secs[m]:.3f}" for m in MODES], "", "")
+    table.add_row("CPU s / picture", *[f"{cpu[m]:.3f}" for m in MODES], "", "")
     Console().print(table)
 
 
