@@ -170,3 +170,23 @@ def test_self_consistent_framing_finds_the_training_framing(tiny_dataset, tmp_pa
         assert np.abs(np.asarray(old.centre) - true_centre).max() > tol
     else:
         assert mask_iou(framed.image) > mask_iou(old.image) + 0.05
+
+
+def test_candidate_framings_stay_within_the_training_range() -> None:
+    from recon.framing import FramingSearch, candidate_frames, refine_frames
+
+    search = FramingSearch()
+    own = (0.6, (0.01, 0.02))
+    first = candidate_frames(EMBEDDED_FILLS, own, search)
+    assert first[0] == own and len(first) == search.fill_steps + 1
+    assert candidate_frames(EMBEDDED_FILLS, (0.2, (0.0, 0.0)), search)[0] != (0.2, (0.0, 0.0))  # own too small
+    fills = [f for f, _ in first[1:]]
+    assert fills[0] == pytest.approx(EMBEDDED_FILLS.lowest) and fills[-1] == pytest.approx(EMBEDDED_FILLS.highest)
+    second = refine_frames(first[5], EMBEDDED_FILLS, search)
+    assert len(second) == 3 * search.centre_steps ** 2 - 1 and first[5] not in second
+    for f, (x, y) in second:
+        assert EMBEDDED_FILLS.lowest <= f <= EMBEDDED_FILLS.highest
+        assert EMBEDDED_FILLS.centre_low[0] - 1e-9 <= x <= EMBEDDED_FILLS.centre_high[0] + 1e-9
+        assert EMBEDDED_FILLS.centre_low[1] - 1e-9 <= y <= EMBEDDED_FILLS.centre_high[1] + 1e-9
+    # at the range's edge the half step outside it is left out
+    assert len(refine_frames(first[1], EMBEDDED_FILLS, search)) == 2 * search.centre_steps ** 2 - 1
