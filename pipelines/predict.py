@@ -4,9 +4,12 @@
 
 Images with transparency use their alpha channel as the object mask; others are segmented
 from a plain background. Each image is framed like the training images (--framing):
-  auto   (default) a square image with transparency (a render, an image exported from the
-         dataset) is used as is; any other image is centred, the object keeping its own size
-         relative to the image, clamped into the range the training images show
+  auto   (default) a square image with transparency whose object sits in the frame as in the
+         training images (a render, an image exported from the dataset) is used as is; any other
+         image is framed by self-consistency: of candidate sizes and positions of the object in
+         the frame (within the range the training images show), the one whose predicted mesh's
+         silhouette, rendered from the best-fitting training view, best matches the framed
+         object's mask (docs/framing.md)
   as-is  the whole image is the camera frame (padded to a square, resized to 64x64)
   fill   the object is centred and spans --fill of the frame (default: the training median)
 Each image gives OUT/NAME.obj and OUT/NAME_turntable.png (original, model input, 8 views of the
@@ -89,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
                 how = "given" if out.view_iou is None else f"best silhouette match, IoU {out.view_iou:.2f}"
                 view = f", input view {out.view} ({how})"
             files = ", ".join(str(f) for f in (out.obj, out.ply, out.glb, out.turntable) if f is not None)
-            console.print(f"{escape(str(path))} ({mask}, {out.framing}, object fills {out.fill:.0%}{view}) -> "
+            searched = ""
+            if out.choice is not None:
+                c = out.choice
+                searched = (f", centre {c.centre[0]:+.2f},{c.centre[1]:+.2f}: silhouette IoU {c.score:.2f} at training "
+                            f"view {c.view}, best of {c.candidates} framings")
+            console.print(f"{escape(str(path))} ({mask}, {out.framing}, object fills {out.fill:.0%}{searched}{view}) -> "
                           f"{escape(files)}",
                           highlight=False, soft_wrap=True)
     if failed:

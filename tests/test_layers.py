@@ -40,7 +40,7 @@ ASSIGN = {
     "recon.data": "data",
     "recon.config": "train", "recon.training": "train", "recon.evaluate": "train", "recon.runs": "train",
     "recon.checkpoint": "train", "recon.published": "train", "recon.budget": "train", "recon.retrieval": "train",
-    "recon.ranges": "train",
+    "recon.ranges": "train", "recon.framing": "train",
     "recon.report": "report",
     "recon.workflows": "workflows",
     "recon.app": "app",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -107,6 +108,39 @@ def test_object_fills_match_a_per_image_loop() -> None:
     assert stats.low <= stats.median <= stats.high and stats.source == "test"
 
 
+def test_object_centres_and_frames_at_a_fill_and_centre() -> None:
+    from recon.data.image_io import box_at, object_box, object_centres, placement
+
+    alpha = np.zeros((2, 40, 60))
+    alpha[0, 10:20, 5:25] = 1  # box x 5..25, y 10..20 -> centre (15, 15) vs image centre (30, 20)
+    assert np.allclose(object_centres(alpha), [[(15 - 30) / 60, (15 - 20) / 60], [0, 0]])
+    obj = object_box(alpha[0])
+    assert obj == (5, 10, 25, 20)
+    box = box_at(obj, 0.5, (0.1, -0.05))
+    assert box[2] - box[0] == pytest.approx(40) and box[3] - box[1] == pytest.approx(40)
+    fill, centre = placement(obj, box)
+    assert fill == pytest.approx(0.5) and centre == pytest.approx((0.1, -0.05))
+    with pytest.raises(ImageError, match="empty"):
+        object_box(alpha[1])
+
+
+def test_only_renders_in_the_training_framing_are_taken_as_is(tmp_path: Path) -> None:
+    """auto keeps a square transparent render whose object sits as in training; a render with the
+    object small, large or off-centre, or any picture without transparency, is re-framed."""
+    from recon.data.image_io import in_training_framing, load_source
+
+    def render(name: str, y0: int, y1: int, x0: int, x1: int, alpha: bool = True) -> bool:
+        rgba = np.zeros((128, 128, 4), np.uint8) if alpha else np.full((128, 128, 4), 255, np.uint8)
+        rgba[y0:y1, x0:x1] = (200, 100, 50, 255)
+        Image.fromarray(rgba, "RGBA").save(tmp_path / f"{name}.png")
+        return in_training_framing(load_source(tmp_path / f"{name}.png"), EMBEDDED_FILLS)
+
+    assert render("typical", 25, 113, 20, 108)          # fill 69 %, centre (0, +0.035)
+    assert not render("small", 50, 80, 49, 79)          # fill 23 %
+    assert not render("shifted", 25, 113, 40, 128)      # centre x +0.16
+    assert not render("opaque", 25, 113, 20, 108, alpha=False)
+
+
 def test_auto_centres_a_non_square_cutout_keeping_its_own_fill(images) -> None:
     p = prepare_image(images["png"], size=64)
     assert p.used_alpha and p.framing == "centred"
@@ -143,8 +177,11 @@ def test_as_is_keeps_the_frame(tmp_path: Path) -> None:
     rgba[8:40, 64:120] = (200, 100, 50, 255)
     path = tmp_path / "render.png"
     Image.fromarray(rgba, "RGBA").save(path)
-    p = prepare_image(path)
+    p = prepare_image(path, framing=Framing("as-is"))
     assert p.framing == "as-is" and p.fill == pytest.approx(56 / 128)
+    assert p.centre == pytest.approx(((92 - 64) / 128, (24 - 64) / 128))
+    # far off-centre, unlike any training image: auto does not take it as is
+    assert prepare_image(path).framing != "as-is"
     assert _bbox(p.image[3]) == (4, 19, 32, 59)  # the 2x2 area average of the 128 px image
     # as-is on a non-square image pads it to a square, centred
     wide = np.zeros((64, 128, 4), np.uint8)
@@ -224,7 +261,13 @@ def test_predict_cli_processes_valid_images_and_reports_bad_ones(images, checkpo
     assert err == [f"error: {images['bad']}: not an image (expected PNG or JPEG)",
                    f"error: {images['missing']}: no such file"]
     assert "absent.h5 is not here" in captured.out  # says where the framing statistics came from
-    assert f"{images['png']} (alpha channel, centred, object fills 59%)" in captured.out
+    # neither picture is framed like a training render: both are framed by self-consistency, which says what it chose
+    framed = re.compile(r"\((alpha channel|segmented), self-consistent, object fills \d+%, "
+                        r"centre [+-]\d\.\d\d,[+-]\d\.\d\d: silhouette IoU \d\.\d\d at training view \d+, "
+                        r"best of \d+ framings\) -> ")
+    for image, how in ((images["png"], "alpha channel"), (images["jpg"], "segmented")):
+        line = next(line for line in captured.out.splitlines() if line.startswith(str(image)))
+        assert framed.search(line) and f"({how}, " in line, line
     for stem in ("cutout", "chair photo"):
         verts, faces = load_obj(out / f"{stem}.obj")
         assert verts.shape == (642, 3) and faces.shape == (1280, 3)

@@ -106,3 +106,87 @@ def test_training_fills_are_measured_on_the_checkpoints_dataset(tiny_dataset, tm
     assert "moved.h5 is not here" in missing.source
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     assert "unusable" in training_fills({"data": str(tmp_path / "junk.h5")}).source
+
+
+class _MeshModel(torch.nn.Module):
+    """A stand-in reconstructor that answers every image with one fixed mesh (here: the object's GT
+    mesh): its silhouette matches an input exactly when the input is framed as the dataset frames
+    that object, so the self-consistent search must find that framing."""
+
+    def __init__(self, verts: torch.Tensor, faces: torch.Tensor):
+        super().__init__()
+        self.verts, self.faces = verts, faces
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.verts.expand(images.shape[0], -1, -1).clone()
+
+
+def _picture(render: np.ndarray, path: Path, side: int, at: tuple[int, int], canvas: int = 256) -> None:
+    """A (4, S, S) uint8 dataset render flattened onto a white ``canvas`` (JPEG), its frame resized to
+    ``side`` px with its top-left corner at ``at`` (x, y)."""
+    rgba = Image.fromarray(dataset_image_to_rgba(render), "RGBA").resize((side, side), Image.BICUBIC)
+    page = Image.new("RGBA", (canvas, canvas), (255, 255, 255, 255))
+    page.alpha_composite(rgba, at)
+    page.convert("RGB").save(path, quality=92)
+
+
+@pytest.mark.parametrize("picture", ["white", "canvas"])
+def test_self_consistent_framing_finds_the_training_framing(tiny_dataset, tmp_path: Path, picture: str) -> None:
+    """A test object's render as a JPEG on white: at the training framing (``white``), or at half size
+    and off-centre on a 256-px canvas (``canvas``). With a model whose mesh is the object's own, the
+    search must frame it as the dataset did (fill and centre of the object); the rule auto used
+    before (object centred at its own fill, clamped) misplaces it."""
+    from recon.data.image_io import object_centres, object_fills
+    from recon.workflows.predict import Predictor
+    from recon.data.ground_truth import GroundTruth
+
+    rec = next(iter_objects(tiny_dataset, "test", categories=["chair"]))
+    with GroundTruth(tiny_dataset, "softras") as gt:
+        verts, faces = gt.mesh(rec.category, "test", rec.index)
+    fills = training_fills({"data": tiny_dataset})
+    render = _as_uint8(rec.images[11])
+    true_fill, true_centre = float(object_fills(render[3])), object_centres(render[3])
+    assert fills.low <= true_fill <= fills.high and abs(true_centre).max() > 1.5 / 64  # framed off the centre
+    path = tmp_path / f"{picture}.jpg"
+    _picture(render, path, *((256, (0, 0)) if picture == "white" else (128, (112, 24))))
+
+    predictor = Predictor(_MeshModel(verts, faces), fills, "cpu")
+    out = predictor.reconstruct(path)
+    framed = out.prepared
+    assert framed.framing == "self-consistent" and out.choice is not None and out.choice.candidates > 1
+    # white: the picture's own frame is a candidate (its segmented mask loses up to ~2 px of soft edge
+    # against the render's alpha > 0); canvas: the search grid's steps
+    tol = (1 / 64 if picture == "white" else 2.5 / 64) + 1e-9
+    assert abs(framed.fill - true_fill) <= max(tol, 2 / 64)
+    assert np.abs(np.asarray(framed.centre) - true_centre).max() <= tol
+
+    def mask_iou(image: torch.Tensor) -> float:
+        a, b = image[3] > 0.5, torch.from_numpy(render[3] > 127)
+        return float((a & b).sum() / (a | b).sum())
+
+    assert mask_iou(framed.image) > 0.7  # thin legs: a pixel off costs a lot of mask IoU
+    old = prepare_image(path, fills=fills)  # the model-free rule: centred at its own fill, clamped
+    if picture == "white":
+        assert np.abs(np.asarray(old.centre) - true_centre).max() > tol
+    else:
+        assert mask_iou(framed.image) > mask_iou(old.image) + 0.05
+
+
+def test_candidate_framings_stay_within_the_training_range() -> None:
+    from recon.framing import FramingSearch, candidate_frames, refine_frames
+
+    search = FramingSearch()
+    own = (0.6, (0.01, 0.02))
+    first = candidate_frames(EMBEDDED_FILLS, own, search)
+    assert first[0] == own and len(first) == search.fill_steps + 1
+    assert candidate_frames(EMBEDDED_FILLS, (0.2, (0.0, 0.0)), search)[0] != (0.2, (0.0, 0.0))  # own too small
+    fills = [f for f, _ in first[1:]]
+    assert fills[0] == pytest.approx(EMBEDDED_FILLS.lowest) and fills[-1] == pytest.approx(EMBEDDED_FILLS.highest)
+    second = refine_frames(first[5], EMBEDDED_FILLS, search)
+    assert len(second) == 3 * search.centre_steps ** 2 - 1 and first[5] not in second
+    for f, (x, y) in second:
+        assert EMBEDDED_FILLS.lowest <= f <= EMBEDDED_FILLS.highest
+        assert EMBEDDED_FILLS.centre_low[0] - 1e-9 <= x <= EMBEDDED_FILLS.centre_high[0] + 1e-9
+        assert EMBEDDED_FILLS.centre_low[1] - 1e-9 <= y <= EMBEDDED_FILLS.centre_high[1] + 1e-9
+    # at the range's edge the half step outside it is left out
+    assert len(refine_frames(first[1], EMBEDDED_FILLS, search)) == 2 * search.centre_steps ** 2 - 1

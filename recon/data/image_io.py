@@ -31,10 +31,17 @@ numbers; ``recon.workflows.predict`` measures them on the checkpoint's own datas
   training camera, such as images exported from the dataset, at any resolution.
 * ``fill``: the object's bounding box is centred and its longer side spans ``fill`` of the frame
   (default: the training median).
-* ``auto`` (default): ``as-is`` for a square image with transparency (the signature of a render);
-  any other image (a photo, a non-square cut-out) is re-framed: the object is centred and keeps
-  its own fill (its longer side over the image's longer side), clamped into the training range
-  ``[FillStats.low, FillStats.high]``.
+* ``auto`` (default): ``as-is`` for an image ``in_training_framing``: square, with transparency
+  (the signature of a render), its object's fill and centre within the extremes the training
+  images show. Any other image (a photo, a cut-out placed anywhere) is framed by
+  self-consistency with the model (``recon.framing``, called by ``recon.workflows.predict``); without a
+  model (``prepare_image``) it is centred and keeps its own fill (its longer side over the
+  image's longer side) clamped into ``[FillStats.low, FillStats.high]``, the rule ``auto``
+  followed before the search.
+
+The object's *centre* in a frame is its bounding box's centre minus the frame's, over the frame
+side (``object_centres``); training objects sit within a couple of pixels of the middle
+(embedded dataset: x in [-3 %, +3 %], y in [-2 %, +6 %], 5th-95th percentiles; y is down).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import stat
 import struct
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +59,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["ImageError", "FRAMINGS", "MIN_CONTRAST", "FillStats", "EMBEDDED_FILLS", "Framing", "PreparedImage",
-           "load_rgba", "segment_foreground", "largest_component", "fill_holes", "object_fills", "frame_box",
-           "render_input", "prepare_image", "dataset_image_to_rgba", "FILL_RANGE", "MAX_IMAGE_PIXELS"]
+           "load_rgba", "segment_foreground", "largest_component", "fill_holes", "object_fills", "object_centres",
+           "object_box", "box_at", "placement", "frame_box", "render_input", "SourceImage", "load_source",
+           "in_training_framing", "prepare_image", "frame_source", "dataset_image_to_rgba", "FILL_RANGE",
+           "MAX_IMAGE_PIXELS"]
 
 FRAMINGS = ("auto", "as-is", "fill")
 MIN_CONTRAST = 24.0  # RGB distance (0..441) below which a pixel always counts as background
@@ -66,20 +76,36 @@ FILL_RANGE = (0.1, 1.0)
 MAX_IMAGE_PIXELS = 64_000_000
 
 
+# The rest of FillStats as measured on that dataset (see EMBEDDED_FILLS): fill extremes; centre
+# 5th / 95th percentiles and extremes, (x, y) in frame fractions.
+_EMBEDDED_EXTREMES = (0.34, 0.98)
+_EMBEDDED_CENTRES = ((-0.031, -0.016), (0.031, 0.062), (-0.086, -0.070), (0.070, 0.109))
+
+
 class ImageError(ValueError):
     """An input image cannot be used; the message says why (without the file name)."""
 
 
 @dataclass(frozen=True)
 class FillStats:
-    """How much of the frame the objects of the training images fill (longer side of the alpha
-    bounding box over the frame side): 5th percentile, median, 95th percentile, and where the
-    numbers come from."""
+    """How the objects of the training images are framed: their *fill* (longer side of the alpha
+    bounding box over the frame side: 5th percentile, median, 95th percentile, and the extremes
+    ``lowest`` / ``highest``) and their *centre* (the bounding box's centre minus the frame's, over
+    the frame side, ``(x, y)`` with y down: 5th / 95th percentiles and extremes per axis), and where
+    the numbers come from. The self-consistent framing search (``recon.framing``) tries fills
+    between the extremes and centres between the percentiles; the extremes also say which images
+    are already framed like training (``in_training_framing``)."""
 
     low: float
     median: float
     high: float
     source: str
+    lowest: float = _EMBEDDED_EXTREMES[0]
+    highest: float = _EMBEDDED_EXTREMES[1]
+    centre_low: tuple[float, float] = _EMBEDDED_CENTRES[0]
+    centre_high: tuple[float, float] = _EMBEDDED_CENTRES[1]
+    centre_lowest: tuple[float, float] = _EMBEDDED_CENTRES[2]
+    centre_highest: tuple[float, float] = _EMBEDDED_CENTRES[3]
 
     @classmethod
     def measure(cls, alpha: np.ndarray, source: str) -> "FillStats":
@@ -89,11 +115,20 @@ class FillStats:
             ValueError: no image shows an object.
         """
         fills = object_fills(alpha)
-        fills = fills[fills > 0]
+        shown = fills > 0
+        fills = fills[shown]
         if fills.size == 0:
             raise ValueError(f"{source}: no training image shows an object")
+        centres = object_centres(alpha)[shown]
         low, median, high = np.percentile(fills, [5, 50, 95])
-        return cls(float(low), float(median), float(high), source)
+        c_low, c_high = np.percentile(centres, [5, 95], axis=0)
+        c_min, c_max = centres.min(0), centres.max(0)
+
+        def pair(v: np.ndarray) -> tuple[float, float]:
+            return float(v[0]), float(v[1])
+
+        return cls(float(low), float(median), float(high), source, float(fills.min()), float(fills.max()),
+                   pair(c_low), pair(c_high), pair(c_min), pair(c_max))
 
 
 # Measured with FillStats.measure on the train split of `pipelines.convert synthetic --per-category 40`
@@ -134,8 +169,9 @@ class Framing:
 class PreparedImage:
     """``image``: (4, S, S) float32 model input; ``mask``: (H, W) bool foreground of ``original``;
     ``used_alpha``: whether the file's alpha gave the mask; ``original``: (H, W, 4) uint8 as read
-    (upright, reduced to at most 512 px); ``framing``: ``"as-is"`` or ``"centred"``; ``fill``: the
-    object's fill of the model input's frame."""
+    (upright, reduced to at most 512 px); ``framing``: ``"as-is"``, ``"centred"`` or
+    ``"self-consistent"`` (``recon.framing``); ``fill``: the object's fill of the model input's
+    frame; ``centre``: its bounding box's centre in that frame (``object_centres``)."""
 
     image: torch.Tensor
     mask: np.ndarray
@@ -143,6 +179,7 @@ class PreparedImage:
     original: np.ndarray
     framing: str
     fill: float
+    centre: tuple[float, float] = (0.0, 0.0)
 
 
 def _upright(im: Image.Image) -> Image.Image:
@@ -308,6 +345,59 @@ def object_fills(alpha: np.ndarray) -> np.ndarray:
     return np.maximum(extent(a.any(-1)), extent(a.any(-2))) / max(h, w)
 
 
+def object_centres(alpha: np.ndarray) -> np.ndarray:
+    """Centre of each image's object: the centre of the bounding box of ``alpha > 0`` minus the
+    image's centre, over the image's longer side, ``(x, y)`` with y down (0 for an empty image).
+
+    Args:
+        alpha: (N, H, W) or (H, W), any numeric dtype.
+    Returns:
+        (N, 2) float64 (a (2,) array for one image).
+    """
+    a = np.asarray(alpha) > 0
+    h, w = a.shape[-2:]
+
+    def mid(occupied: np.ndarray, length: int) -> np.ndarray:  # (..., L) bool -> (...) span centre - L/2
+        idx = np.arange(length)
+        first = np.where(occupied, idx, length).min(-1)
+        last = np.where(occupied, idx, -1).max(-1)
+        return np.where(occupied.any(-1), (first + last + 1) / 2 - length / 2, 0.0)
+
+    return np.stack([mid(a.any(-2), w), mid(a.any(-1), h)], axis=-1) / max(h, w)
+
+
+def object_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` (x1, y1 exclusive) bounding box of ``alpha > 0`` in a (H, W) image.
+
+    Raises:
+        ImageError: ``alpha`` is empty.
+    """
+    ys, xs = np.nonzero(alpha > 0)
+    if len(ys) == 0:
+        raise ImageError("no object found: the alpha channel is empty")
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def box_at(obj: tuple[int, int, int, int], fill: float, centre: tuple[float, float]
+           ) -> tuple[float, float, float, float]:
+    """The square frame (source pixels) in which the object's bounding box ``obj`` spans ``fill`` of
+    the side and has its centre at ``centre`` (frame fractions from the frame's centre, y down)."""
+    x0, y0, x1, y1 = obj
+    side = max(x1 - x0, y1 - y0) / fill
+    cx, cy = (x0 + x1) / 2 - centre[0] * side, (y0 + y1) / 2 - centre[1] * side
+    return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
+
+
+def placement(obj: tuple[int, int, int, int], box: tuple[float, float, float, float]
+              ) -> tuple[float, tuple[float, float]]:
+    """How the object's bounding box ``obj`` sits in the square frame ``box``: ``(fill, centre)``
+    as in ``box_at`` (its inverse)."""
+    x0, y0, x1, y1 = obj
+    side = box[2] - box[0]
+    return (max(x1 - x0, y1 - y0) / side,
+            (((x0 + x1) / 2 - (box[0] + box[2]) / 2) / side, ((y0 + y1) / 2 - (box[1] + box[3]) / 2) / side))
+
+
 def frame_box(alpha: np.ndarray, mode: str, fill: float | None = None,
               fills: FillStats = EMBEDDED_FILLS) -> tuple[tuple[float, float, float, float], float]:
     """The square crop (in source pixels, may extend past the image) that becomes the model's frame.
@@ -374,13 +464,37 @@ def _fit(rgba: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgba, "RGBA").resize(size, Image.BOX))
 
 
-def prepare_image(path: str | os.PathLike, size: int = 64, framing: Framing = Framing(),
-                  fills: FillStats = EMBEDDED_FILLS) -> PreparedImage:
-    """Load, segment and frame one image file (see the module docstring).
+@dataclass(frozen=True)
+class SourceImage:
+    """An image file read for framing (``load_source``).
 
-    Args:
-        size: the model's input resolution S.
-        framing: how to frame it; ``fills``: the training images' fills (``auto`` and ``fill``).
+    ``rgb``: (H, W, 3) float32 straight colour in [0, 1]; ``alpha``: (H, W) float32 object coverage
+    (the file's alpha, or the segmented mask as 0/1); ``mask``: (H, W) bool foreground;
+    ``used_alpha``: whether the file's alpha gave the mask; ``original``: (H, W, 4) uint8 as read
+    (upright, reduced to at most 512 px); ``square``: whether the file's image is square."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray
+    mask: np.ndarray
+    used_alpha: bool
+    original: np.ndarray
+    square: bool
+
+    @cached_property
+    def object(self) -> tuple[int, int, int, int]:
+        """The object's bounding box ``(x0, y0, x1, y1)`` (``object_box`` of ``alpha``)."""
+        return object_box(self.alpha)
+
+    def framed(self, box: tuple[float, float, float, float], size: int, framing: str) -> PreparedImage:
+        """The model input of frame ``box`` (``render_input``), labelled ``framing``."""
+        fill, centre = placement(self.object, box)
+        return PreparedImage(render_input(self.rgb, self.alpha, box, size), self.mask, self.used_alpha, self.original,
+                             framing, fill, centre)
+
+
+def load_source(path: str | os.PathLike) -> SourceImage:
+    """Load an image file and find its object (see the module docstring).
+
     Raises:
         ImageError: the file is missing, not an image, or no object can be found.
     """
@@ -395,12 +509,48 @@ def prepare_image(path: str | os.PathLike, size: int = 64, framing: Framing = Fr
     else:
         mask = segment_foreground(rgba[..., :3])
         alpha = mask.astype(np.float32)
+    object_box(alpha)  # an alpha channel with nothing above 0 is refused here
+    return SourceImage(rgb, alpha, mask, used_alpha, rgba, square)
+
+
+def in_training_framing(source: SourceImage, fills: FillStats = EMBEDDED_FILLS, size: int = 64) -> bool:
+    """Whether the image is a render framed like the training images: square, with transparency, its
+    object's fill and centre within the extremes the training images show (plus one model pixel,
+    ``1 / size``, for the rounding of a resampled render)."""
+    if not (source.square and source.used_alpha):
+        return False
+    tol = 1.0 / size
+    fill = float(object_fills(source.alpha))
+    cx, cy = object_centres(source.alpha)
+    return (fills.lowest - tol <= fill <= fills.highest + tol
+            and fills.centre_lowest[0] - tol <= cx <= fills.centre_highest[0] + tol
+            and fills.centre_lowest[1] - tol <= cy <= fills.centre_highest[1] + tol)
+
+
+def prepare_image(path: str | os.PathLike, size: int = 64, framing: Framing = Framing(),
+                  fills: FillStats = EMBEDDED_FILLS) -> PreparedImage:
+    """Load, segment and frame one image file without a model (see the module docstring): ``auto``
+    is ``as-is`` for an image ``in_training_framing``, else the object centred at its own fill
+    clamped into ``[fills.low, fills.high]`` (what ``recon.workflows.predict`` replaces by the self-consistent
+    search, ``recon.framing``, when it has the model).
+
+    Args:
+        size: the model's input resolution S.
+        framing: how to frame it; ``fills``: the training images' framing (``auto`` and ``fill``).
+    Raises:
+        ImageError: the file is missing, not an image, or no object can be found.
+    """
+    return frame_source(load_source(path), size, framing, fills)
+
+
+def frame_source(source: SourceImage, size: int = 64, framing: Framing = Framing(),
+                 fills: FillStats = EMBEDDED_FILLS) -> PreparedImage:
+    """``prepare_image`` of an image already loaded."""
     mode = framing.mode
     if mode == "auto":
-        mode = "as-is" if square and used_alpha else "own"
-    box, fill = frame_box(alpha, mode, framing.fill, fills)
-    image = render_input(rgb, alpha, box, size)
-    return PreparedImage(image, mask, used_alpha, rgba, "as-is" if mode == "as-is" else "centred", fill)
+        mode = "as-is" if in_training_framing(source, fills, size) else "own"
+    box, _ = frame_box(source.alpha, mode, framing.fill, fills)
+    return source.framed(box, size, "as-is" if mode == "as-is" else "centred")
 
 
 def dataset_image_to_rgba(image: np.ndarray) -> np.ndarray:

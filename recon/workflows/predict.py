@@ -2,8 +2,10 @@
 trained with ``--colour`` also the mesh with its predicted vertex colours (.ply, .glb, see
 ``recon.report.mesh_export``) and a turntable in those colours.
 
-Images are framed like the model's training images (``recon.data.image_io``). What that framing
-is comes from the training data: the checkpoint's config names its dataset file (``data``), whose
+Images are framed like the model's training images (``recon.data.image_io``); a picture not
+already framed like them is framed by self-consistency (``recon.framing``: the candidate framing
+whose predicted mesh's silhouette best matches the framed object). What that framing is comes
+from the training data: the checkpoint's config names its dataset file (``data``), whose
 camera (``recon.cameras``, stored as file attributes) set how much of the frame each object
 fills. ``training_fills`` measures those fills on the file's train split; when the file is not
 at that path (a checkpoint copied to another machine), the statistics measured once on the
@@ -35,21 +37,24 @@ from PIL import Image
 
 from recon import cameras
 from recon.cameras import IMAGE_SIZE
-from recon.data.image_io import EMBEDDED_FILLS, FillStats, Framing, ImageError, PreparedImage, prepare_image
+from recon.data.image_io import (EMBEDDED_FILLS, FillStats, Framing, ImageError, PreparedImage, frame_source,
+                                 in_training_framing, load_source)
 from recon.data.raster import render_views
 from recon.data.schema import DatasetFormatError, validate
 from recon.distributed import resolve_device
+from recon.framing import FramingChoice, search_framing
 from recon.io import atomic_write_bytes, check_output_file
 from recon.mesh import save_obj
 from recon.report.mesh_export import glb_bytes, ply_bytes
 from recon.models.colour import ImageSampleColourHead
 from recon.models.precision import check_precision, inference_precision
+from recon.render import Renderer, get_renderer
 from recon.report import render_mesh_rgb
 from recon.runs import load_model, resolve_checkpoint
 from recon.runtime import flush_denormals, one_thread
 
-__all__ = ["TURNTABLE_VIEWS", "FILL_SAMPLE_OBJECTS", "PredictOutput", "Reconstruction", "Predictor", "output_names", "training_fills",
-           "turntable_png", "estimate_input_view", "check_view"]
+__all__ = ["TURNTABLE_VIEWS", "FILL_SAMPLE_OBJECTS", "PredictOutput", "Reconstruction", "Predictor", "output_names",
+           "training_fills", "turntable_png", "estimate_input_view", "check_view"]
 
 TURNTABLE_VIEWS = (0, 3, 6, 9, 12, 15, 18, 21)  # every 45 degrees of azimuth, elevation 30
 FILL_SAMPLE_OBJECTS = 16  # objects per category (all their views) measured by training_fills
@@ -58,10 +63,12 @@ FILL_SAMPLE_OBJECTS = 16  # objects per category (all their views) measured by t
 @dataclass(frozen=True)
 class PredictOutput:
     """What one image gave: the files written, the mesh (``verts (V, 3)``, CPU) and how the image
-    was read (``used_alpha``) and framed (``framing``: as-is | centred, ``fill`` of the frame).
-    A coloured checkpoint also gives ``colours (V, 3)`` sRGB in [0, 1] and the ``ply`` / ``glb``
-    files holding them (all three None otherwise); ``view`` is the input camera the ``sample``
-    head used (None for other heads), ``view_iou`` its silhouette match when it was estimated."""
+    was read (``used_alpha``) and framed (``framing``: as-is | centred | self-consistent, ``fill``
+    of the frame, ``centre`` of the object's box in it; ``choice``: what the self-consistent search
+    found, None for the other framings). A coloured checkpoint also gives ``colours (V, 3)`` sRGB in
+    [0, 1] and the ``ply`` / ``glb`` files holding them (all three None otherwise); ``view`` is the
+    input camera the ``sample`` head used (None for other heads), ``view_iou`` its silhouette match
+    when it was estimated."""
 
     obj: Path
     turntable: Path
@@ -74,6 +81,8 @@ class PredictOutput:
     glb: Path | None = None
     view: int | None = None
     view_iou: float | None = None
+    centre: tuple[float, float] = (0.0, 0.0)
+    choice: FramingChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,8 @@ class Reconstruction:
     """One image's reconstruction, before anything is written: the ``prepared`` input
     (``recon.data.image_io.PreparedImage``), the mesh ``verts (V, 3)`` / ``faces (F, 3)`` on the CPU,
     ``colours (V, 3)`` sRGB in [0, 1] for a coloured checkpoint (else None), and ``view`` as
-    ``PredictOutput.view`` (``view_iou`` its silhouette match when it was estimated)."""
+    ``PredictOutput.view`` (``view_iou`` its silhouette match when it was estimated); ``choice``: the
+    self-consistent framing's search (``recon.framing``), None when the image was framed by rule."""
 
     prepared: PreparedImage
     verts: torch.Tensor
@@ -89,6 +99,7 @@ class Reconstruction:
     colours: torch.Tensor | None = None
     view: int | None = None
     view_iou: float | None = None
+    choice: FramingChoice | None = None
 
 
 def output_names(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -205,6 +216,15 @@ class Predictor:
         self.device = torch.device(device)
         self.image_size = image_size
         self.description = description
+        self._renderer: Renderer | None = None
+
+    @property
+    def renderer(self) -> Renderer:
+        """The soft rasterizer (training settings, the model's input size) the framing search renders
+        silhouettes with; built on first use."""
+        if self._renderer is None:
+            self._renderer = get_renderer("softras", image_size=self.image_size, device=str(self.device))
+        return self._renderer
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, device: str = "auto", precision: str = "auto") -> "Predictor":
@@ -227,7 +247,8 @@ class Predictor:
         description = (f"{path} (encoder={state['config'].get('encoder')}{colour}, step {state['step']}, precision "
                        f"{choice.precision}); framing: "
                        f"training objects fill {fills.low:.0%}-{fills.high:.0%} of the frame "
-                       f"(median {fills.median:.0%}; measured on {fills.source})")
+                       f"(median {fills.median:.0%}, extremes {fills.lowest:.0%}-{fills.highest:.0%}; "
+                       f"measured on {fills.source})")
         return cls(model, fills, dev, IMAGE_SIZE, description)
 
     @property
@@ -256,17 +277,25 @@ class Predictor:
     def reconstruct(self, path: str | os.PathLike, framing: Framing = Framing(),
                     view: int | None = None) -> Reconstruction:
         """Reconstruct the object in one image file, writing nothing: what ``predict_file`` writes
-        (and ``pipelines.app`` shows) comes from here. ``view``: the input's training view for the
-        ``sample`` head (None: estimated).
+        (and ``pipelines.app`` shows) comes from here. ``auto`` framing: an image already framed like
+        the training images (``in_training_framing``) is used as is, any other is framed by
+        self-consistency (``recon.framing.search_framing``). ``view``: the input's training view for
+        the ``sample`` head (None: estimated).
 
         Raises:
             ImageError: the file cannot be used (missing, not an image, no object).
             ValueError: ``view`` outside [0, 24).
         """
         check_view(view)
-        prepared = prepare_image(path, self.image_size, framing, self.fills)
+        source = load_source(path)
+        choice = None
+        if framing.mode == "auto" and not in_training_framing(source, self.fills, self.image_size):
+            prepared, verts, choice = search_framing(self.model, self.renderer, source, self.fills, self.image_size,
+                                                     self.device)
+        else:
+            prepared = frame_source(source, self.image_size, framing, self.fills)
+            verts = self.model(prepared.image[None].to(self.device))[0].cpu()
         image = prepared.image[None].to(self.device)
-        verts = self.model(image)[0].cpu()
         faces = self.model.faces.cpu()
         colours, view_iou = None, None
         if self.coloured:
@@ -278,7 +307,7 @@ class Predictor:
             else:
                 view = None
             colours = self.model(image, azimuth=azimuth, with_colours=True)[1][0].float().cpu()
-        return Reconstruction(prepared, verts, faces, colours, view, view_iou)
+        return Reconstruction(prepared, verts, faces, colours, view, view_iou, choice)
 
     def predict_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, name: str,
                      framing: Framing = Framing(), view: int | None = None) -> PredictOutput:
@@ -308,7 +337,7 @@ class Predictor:
         for file, data in files.items():
             atomic_write_bytes(file, data)
         return PredictOutput(obj_path, png_path, verts, prepared.used_alpha, prepared.framing, prepared.fill,
-                             colours, ply_path, glb_path, rec.view, rec.view_iou)
+                             colours, ply_path, glb_path, rec.view, rec.view_iou, prepared.centre, rec.choice)
 
     def predict_files(self, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                       framing: Framing = Framing(), view: int | None = None
