@@ -28,6 +28,7 @@ from pipelines.cli import OneLineParser, console, user_errors, wide_print
 from recon.benchmark import (auto_precision, bench_contention, bench_layouts, bench_protocols, bench_renderers,
                              bench_training_steps, bench_voxelize, records_as_dicts, renderer_ratios, step_ratios)
 from recon.distributed import resolve_device
+from recon.errors import ConfigError
 from recon.io import check_writable_file, write_json
 from recon.render.softras import available_impls
 
@@ -47,7 +48,7 @@ def _batches(spec: str) -> tuple[int, ...]:
     except ValueError:
         values = ()
     if not values or min(values) < 1:
-        raise ValueError(f"--step-batches must be a comma list of batch sizes >= 1, e.g. 16,64, got {spec!r}")
+        raise ConfigError(f"--step-batches must be a comma list of batch sizes >= 1, e.g. 16,64, got {spec!r}")
     return values
 
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.json:
             check_writable_file(args.json, "--json")
         if args.workers < 0 or args.threads < 0:
-            raise ValueError("--workers and --threads must be >= 0")
+            raise ConfigError("--workers and --threads must be >= 0")
         _batches(args.step_batches)
         device = str(resolve_device(args.device))
         data = _step_data(args.data, stack)

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from recon.errors import InputError
 from recon.io import atomic_path
 
 __all__ = ["CHECKPOINT_VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint"]
@@ -28,7 +29,7 @@ __all__ = ["CHECKPOINT_VERSION", "CheckpointError", "save_checkpoint", "load_che
 CHECKPOINT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint is missing, corrupt or does not match what was asked for."""
 
 

@@ -42,6 +42,7 @@ from recon.checkpoint import CheckpointError, load_checkpoint
 from recon.colour import COLOUR_METRICS
 from recon.config import CompareConfig, EvalConfig, TrainConfig
 from recon.distributed import resolve_device
+from recon.errors import ConfigError, InputError
 from recon.evaluate import evaluate_run
 from recon.io import atomic_path, atomic_write_bytes, write_json
 from recon.published import published_rows
@@ -84,7 +85,7 @@ _PUBLISHED_PRESETS = ("softras-shapenet", "report-6")
 def preset_defaults(name: str) -> dict[str, Any]:
     """The flag values of preset ``name`` (plus ``preset``); ValueError listing the presets for an unknown one."""
     if name not in PRESETS:
-        raise ValueError(f"--preset {name!r} unknown; valid presets: {', '.join(PRESETS)}")
+        raise ConfigError(f"--preset {name!r} unknown; valid presets: {', '.join(PRESETS)}")
     return {**PRESETS[name], "preset": name}
 
 
@@ -128,7 +129,7 @@ def plan_run(cfg: CompareConfig, encoder: str) -> RunPlan:
     if saved and not _same_data(str(saved.get("data")), want.data):
         diff.insert(0, f"data={saved.get('data')!r} (asked {want.data!r})")
     if diff:
-        raise ValueError(f"{run_dir} holds a run with other settings: {', '.join(diff)}; "
+        raise InputError(f"{run_dir} holds a run with other settings: {', '.join(diff)}; "
                          f"choose another --out or matching flags")
     steps = 0
     try:
@@ -144,7 +145,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable run config ({e})") from None
+        raise InputError(f"{path}: not a readable run config ({e})") from None
     return raw if isinstance(raw, dict) else {}
 
 

@@ -47,6 +47,7 @@ from recon.config import TrainConfig, save_config
 from recon.data.dataset import PairDataset
 from recon.distributed import (all_ranks, all_reduce, any_rank, barrier, close_distributed, dist_info,
                                init_distributed, resolve_device)
+from recon.errors import UserError
 from recon.evaluate import evaluate
 from recon.losses import FlattenLoss, LaplacianLoss, multiview_iou_loss
 from recon.models import Reconstructor
@@ -61,7 +62,7 @@ __all__ = ["TrainingError", "schedule", "SilhouetteObjective", "make_optimizer",
            "align_optimizer_state", "step_items", "StepSampler", "TrainHooks", "Trainer", "train"]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot go on (e.g. repeated non-finite losses, a full disk); the message names the step."""
 
 

@@ -19,6 +19,7 @@ from recon.data.schema import SPLITS, DatasetInfo, validate
 from recon.data.softras_npz import convert_softras
 from recon.data.synthetic import build_synthetic, split_sizes
 from recon.data.voxel_axes import canonical_axes
+from recon.errors import ConfigError
 from recon.io import check_output_file
 
 __all__ = ["COMMANDS", "MAX_COUNT", "ConvertConfig", "convert", "summary_table"]
@@ -48,7 +49,7 @@ class ConvertConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` (one line naming the flag) for a bad value; reads and writes nothing."""
         if self.command not in COMMANDS:
-            raise ValueError(f"unknown command {self.command!r}, expected one of {', '.join(COMMANDS)}")
+            raise ConfigError(f"unknown command {self.command!r}, expected one of {', '.join(COMMANDS)}")
         if self.command == "validate":
             return
         check_output_file(self.out, "--out")
@@ -56,7 +57,7 @@ class ConvertConfig:
                                     ("--val", self.val, 0, MAX_COUNT), ("--test", self.test, 0, MAX_COUNT),
                                     ("--seed", self.seed, 0, 2 ** 63 - 1), ("--workers", self.workers, 0, MAX_COUNT)):
             if value is not None and not lo <= value <= hi:
-                raise ValueError(f"{flag} {value}: expected an integer in [{lo}, {hi}]")
+                raise ConfigError(f"{flag} {value}: expected an integer in [{lo}, {hi}]")
         self.class_list()
         if self.command == "meshes":
             parse_split(self.split, "--split")
@@ -69,7 +70,7 @@ class ConvertConfig:
             return None
         names = [x.strip() for x in self.classes.split(",") if x.strip()]
         if not names:
-            raise ValueError(f"--classes {self.classes!r}: expected a comma-separated list of category keys or names")
+            raise ConfigError(f"--classes {self.classes!r}: expected a comma-separated list of category keys or names")
         return names
 
 

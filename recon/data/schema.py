@@ -48,6 +48,7 @@ import h5py
 import numpy as np
 
 from recon import cameras
+from recon.errors import InputError
 from recon.io import atomic_path
 from recon.protocols import PROTOCOLS
 from recon.signals import check, graceful_stop
@@ -80,7 +81,7 @@ MESH_VERTS, MESH_FACES, MESH_OFFSETS = "mesh_verts", "mesh_faces", "mesh_offsets
 _MESH_KEYS = (MESH_VERTS, MESH_FACES, MESH_OFFSETS)
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(InputError):
     """A dataset file is missing, unreadable or does not follow format v1/v2. The message is one
     line naming the file, the dataset path inside it and what was expected."""
 

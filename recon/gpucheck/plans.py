@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from recon.errors import ConfigError
 from recon.io import check_output_dir
 
 __all__ = ["GpuCheckConfig", "Plan", "GPU_PLAN", "DRY_PLAN", "REPO_ROOT", "ERROR_TAIL"]
@@ -28,14 +29,14 @@ class GpuCheckConfig:
     def validate(self) -> None:
         """One-line ValueError naming the flag for a bad value (before any work)."""
         if not self.out.strip():
-            raise ValueError("--out must name a directory, got an empty string")
+            raise ConfigError("--out must name a directory, got an empty string")
         check_output_dir(self.out, "--out")
         if self.work is not None:
             check_output_dir(self.work, "--work")
         if self.train_steps < 1:
-            raise ValueError(f"--train-steps must be >= 1, got {self.train_steps}")
+            raise ConfigError(f"--train-steps must be >= 1, got {self.train_steps}")
         if not (self.budget_s > 0 and math.isfinite(self.budget_s)):
-            raise ValueError(f"--budget-s must be a positive number of seconds, got {self.budget_s}")
+            raise ConfigError(f"--budget-s must be a positive number of seconds, got {self.budget_s}")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from recon.errors import ConfigError
+
 __all__ = ["PRECISIONS", "COMPUTE_PRECISIONS", "PRECISION_HELP", "check_precision", "native_bf16", "autocast",
            "PrecisionChoice", "time_precisions", "choose_training_precision", "inference_precision"]
 
@@ -38,7 +40,7 @@ def check_precision(precision: str, flag: str = "--precision", allow_auto: bool 
     """One-line ValueError naming ``flag`` unless ``precision`` is a known precision."""
     valid = PRECISIONS if allow_auto else COMPUTE_PRECISIONS
     if precision not in valid:
-        raise ValueError(f"{flag} {precision!r} unknown; expected one of {', '.join(valid)}")
+        raise ConfigError(f"{flag} {precision!r} unknown; expected one of {', '.join(valid)}")
 
 
 def _cpu_flags() -> set[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from recon.errors import ConfigError
 from recon.protocols.softras_voxel import (bench_voxelize_softras, softras_grid_coords, voxelize_softras,
                                            voxelize_softras_reference)
 
@@ -36,7 +37,7 @@ DEFAULT_PROTOCOL = "softras"
 def check_protocol(protocol: str, flag: str = "--protocol") -> str:
     """``protocol`` if it names one of ``PROTOCOLS``, else a one-line ValueError naming ``flag``."""
     if protocol not in PROTOCOLS:
-        raise ValueError(f"{flag} {protocol!r}: unknown 3D-IoU protocol; valid: {', '.join(PROTOCOLS)}")
+        raise ConfigError(f"{flag} {protocol!r}: unknown 3D-IoU protocol; valid: {', '.join(PROTOCOLS)}")
     return protocol
 
 

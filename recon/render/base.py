@@ -17,11 +17,12 @@ from dataclasses import dataclass, replace
 import torch
 
 from recon import cameras
+from recon.errors import ExtensionUnavailable
 
 __all__ = ["BackendUnavailable", "RasterSettings", "Renderer"]
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(ExtensionUnavailable):
     """A rendering backend cannot run here; the message says what is missing and how to install it."""
 
 

@@ -13,6 +13,7 @@ factor is below ``exp(-40)`` next to their pixel's heaviest (``rgba_math.h``): e
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -20,6 +21,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from recon.render import jit
+from recon.render.base import BackendUnavailable
 from recon.render.softras_rgb_torch import check_rgba_inputs
 
 __all__ = ["KINDS", "extension_name", "load_extension", "soft_rgba_ext", "dibr_rgba_ext"]
@@ -58,7 +60,7 @@ def load_extension(kind: str = "cpp", verbose: bool = False) -> ModuleType:
     Raises:
         BackendUnavailable: no compiler / ninja / nvcc / CUDA, or the build failed.
     """
-    return jit.load(_spec(kind), verbose)
+    return jit.load(replace(_spec(kind), unavailable=BackendUnavailable), verbose)
 
 
 class _SoftRGBA(torch.autograd.Function):
