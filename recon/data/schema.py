@@ -48,6 +48,7 @@ import h5py
 import numpy as np
 
 from recon import cameras
+from recon.choices import SPLITS
 from recon.errors import InputError
 from recon.io import atomic_path
 from recon.protocols import PROTOCOLS
@@ -74,7 +75,6 @@ __all__ = [
 FORMAT = "recon-hdf5"
 VERSION = 2  # what DatasetWriter writes
 READABLE_VERSIONS = (1, 2)
-SPLITS = ("train", "val", "test")
 VOXEL_RES = 32
 VOXELS_PROTOCOL_ATTR = "protocol"  # attribute of a grid: the 3D-IoU protocol it was made under
 MESH_VERTS, MESH_FACES, MESH_OFFSETS = "mesh_verts", "mesh_faces", "mesh_offsets"

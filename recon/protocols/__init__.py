@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from recon.errors import ConfigError
+from recon.choices import DEFAULT_PROTOCOL, PROTOCOLS, check_protocol
 from recon.protocols.softras_voxel import (bench_voxelize_softras, softras_grid_coords, voxelize_softras,
                                            voxelize_softras_reference)
 
@@ -29,17 +29,6 @@ __all__ = [
     "check_protocol",
     "grid_bounds",
 ]
-
-PROTOCOLS = ("softras", "exact")
-DEFAULT_PROTOCOL = "softras"
-
-
-def check_protocol(protocol: str, flag: str = "--protocol") -> str:
-    """``protocol`` if it names one of ``PROTOCOLS``, else a one-line ValueError naming ``flag``."""
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"{flag} {protocol!r}: unknown 3D-IoU protocol; valid: {', '.join(PROTOCOLS)}")
-    return protocol
-
 
 def grid_bounds(protocol: str, resolution: int = 32) -> tuple[float, float]:
     """World extent ``(lo, hi)`` (the same on every axis) of the grid a protocol voxelizes on.
