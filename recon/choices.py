@@ -11,7 +11,7 @@ from __future__ import annotations
 from recon.errors import ConfigError
 
 __all__ = ["BACKENDS", "RGBA_BACKENDS", "IMPLS", "ENCODERS", "COLOUR_HEADS", "PRECISIONS", "COMPUTE_PRECISIONS",
-           "PRECISION_HELP", "PROTOCOLS", "DEFAULT_PROTOCOL", "LR_SCHEDULES", "SPLITS", "NUM_VIEWS", "ALL",
+           "PRECISION_HELP", "PROTOCOLS", "DEFAULT_PROTOCOL", "LR_SCHEDULES", "SPLITS", "NUM_VIEWS", "FRAMINGS", "ALL",
            "check_choice", "check_precision", "check_protocol"]
 
 BACKENDS = ("softras", "kaolin", "nvdiffrast", "dibr")  # the renderers (recon.render.BACKENDS: name -> factory)
@@ -28,6 +28,7 @@ DEFAULT_PROTOCOL = "softras"
 LR_SCHEDULES = ("step", "cosine")  # recon.training.schedule
 SPLITS = ("train", "val", "test")
 NUM_VIEWS = 24  # views per object in the datasets (recon.cameras)
+FRAMINGS = ("auto", "as-is", "fill")  # how user images are framed (recon.data.image_io.Framing)
 ALL = 0  # the one spelling of "no limit" in counts of objects (--val-objects, --max-per-category)
 
 

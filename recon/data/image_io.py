@@ -48,13 +48,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from recon.choices import FRAMINGS
 from recon.errors import ConfigError, InputError
 
 __all__ = ["ImageError", "FRAMINGS", "MIN_CONTRAST", "FillStats", "EMBEDDED_FILLS", "Framing", "PreparedImage",
            "load_rgba", "segment_foreground", "largest_component", "fill_holes", "object_fills", "frame_box",
            "render_input", "prepare_image", "dataset_image_to_rgba"]
 
-FRAMINGS = ("auto", "as-is", "fill")
 MIN_CONTRAST = 24.0  # RGB distance (0..441) below which a pixel always counts as background
 _WORK_SIZE = 512     # images are reduced to at most this (longer side) before segmentation and framing
 _WIDE_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit (or 32-bit int) grayscale modes

@@ -20,6 +20,7 @@ from recon.gpucheck.parity import parity
 from recon.gpucheck.plans import ERROR_TAIL, GpuCheckConfig, Plan
 from recon.gpucheck.report import write_report
 from recon.gpucheck.train import train_and_eval
+from recon.io import check_output_dir
 
 __all__ = ["run_gpu_check"]
 
@@ -32,6 +33,9 @@ def run_gpu_check(cfg: GpuCheckConfig, say: Callable[[str], None] = print, plan:
     ``report["ok"]`` is False when a parity check or a CUDA test failed or a section raised.
     """
     cfg.validate()
+    check_output_dir(cfg.out, "--out")
+    if cfg.work is not None:
+        check_output_dir(cfg.work, "--work")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     dry = cfg.dry_run or not torch.cuda.is_available()
