@@ -22,7 +22,7 @@ if __name__ == "__main__":  # first: a signal ends the program at once, except w
     default_stop_actions()  # so a Ctrl-C during the imports below (rich, then torch in main) prints no traceback
 
 from pipelines.cli import OneLineParser, console, debug_requested, err_console, user_errors  # noqa: E402
-from recon.config import ConvertConfig, add_dataclass_args  # noqa: E402
+from recon.config import ConvertConfig, add_dataclass_args, config_from_args  # noqa: E402
 
 _COMMANDS = {  # subcommand: (--help line, description)
     "synthetic": ("generate the embedded procedural dataset",
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None):
     with user_errors(debug=debug_requested(args)):
         from recon.data.convert import convert, summary_table  # torch, h5py: ~1 s, not for --help
 
-        cfg = ConvertConfig(**{k: v for k, v in vars(args).items() if k != "debug"})
+        cfg = config_from_args(ConvertConfig, args)
         t0 = time.time()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
