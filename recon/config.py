@@ -237,9 +237,7 @@ class EvalConfig:
             _check_encoder(self.encoder)
         if self.figures < 0:
             raise ConfigError(f"--figures must be >= 0, got {self.figures}")
-        if self.max_per_category is None:  # the spelling before 0 meant all
-            self.max_per_category = ALL
-        if self.max_per_category < 0:
+        if self.max_per_category is not None and self.max_per_category < 0:  # None: the old spelling of all
             raise ConfigError(f"--max-per-category must be >= 0 (0 = all), got {self.max_per_category}")
 
 

@@ -19,6 +19,7 @@ import importlib
 import inspect
 from typing import Callable
 
+from recon.choices import RGBA_BACKENDS
 from recon.errors import ConfigError
 from recon.render.base import BackendUnavailable, RasterSettings, Renderer
 
@@ -33,8 +34,7 @@ BACKENDS: dict[str, str] = {
     "dibr": "recon.render.dibr:make_renderer",
 }
 
-# backends whose renderer has ``rgba`` (a colour render)
-RGBA_BACKENDS: tuple[str, ...] = ("softras", "dibr")
+# RGBA_BACKENDS (recon.choices): the backends whose renderer has ``rgba`` (a colour render)
 
 _SETTING_FIELDS = set(RasterSettings.__dataclass_fields__)
 # options every caller may pass to get_renderer whatever the backend: name -> the value that means "no choice"
