@@ -15,12 +15,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["OutputPathError", "check_output_file", "check_writable_file", "check_output_dir", "atomic_path", "atomic_write_bytes",
+from recon.errors import UserError
+
+__all__ = ["OutputPathError", "OutputWriteError", "check_output_file", "check_writable_file", "check_output_dir", "atomic_path", "atomic_write_bytes",
            "write_json"]
 
 
-class OutputPathError(ValueError):
+class OutputPathError(UserError, ValueError):
     """An output path that must not be written (a special file, a directory where a file is expected)."""
+
+
+class OutputWriteError(UserError, OSError):
+    """Writing an output failed (a full disk, a read-only or vanished directory): ``errno``,
+    ``strerror`` and ``filename`` as the ``OSError`` behind it; the message names the file."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: cannot write ({self.strerror})" if self.filename and self.strerror else \
+            super().__str__()
 
 
 def _kind(mode: int) -> str:
@@ -87,20 +98,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Raises:
         OutputPathError: ``path`` exists and is not a regular file (checked before and after writing).
+        OutputWriteError: an ``OSError`` while creating or writing the file (the disk is full, the
+            folder is read-only or gone), with its ``errno``.
     """
     path = check_output_file(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         yield Path(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
         check_output_file(path)  # something may have appeared there while we wrote
         os.replace(tmp, path)
+    except OSError as e:
+        if isinstance(e, UserError):
+            raise
+        raise OutputWriteError(e.errno, e.strerror or str(e), str(path)) from e
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 

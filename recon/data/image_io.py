@@ -48,17 +48,19 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from recon.choices import FRAMINGS
+from recon.errors import ConfigError, InputError
+
 __all__ = ["ImageError", "FRAMINGS", "MIN_CONTRAST", "FillStats", "EMBEDDED_FILLS", "Framing", "PreparedImage",
            "load_rgba", "segment_foreground", "largest_component", "fill_holes", "object_fills", "frame_box",
            "render_input", "prepare_image", "dataset_image_to_rgba"]
 
-FRAMINGS = ("auto", "as-is", "fill")
 MIN_CONTRAST = 24.0  # RGB distance (0..441) below which a pixel always counts as background
 _WORK_SIZE = 512     # images are reduced to at most this (longer side) before segmentation and framing
 _WIDE_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit (or 32-bit int) grayscale modes
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An input image cannot be used; the message says why (without the file name)."""
 
 
@@ -83,7 +85,7 @@ class FillStats:
         fills = object_fills(alpha)
         fills = fills[fills > 0]
         if fills.size == 0:
-            raise ValueError(f"{source}: no training image shows an object")
+            raise InputError(f"{source}: no training image shows an object")
         low, median, high = np.percentile(fills, [5, 50, 95])
         return cls(float(low), float(median), float(high), source)
 
@@ -107,12 +109,12 @@ class Framing:
 
     def __post_init__(self) -> None:
         if self.mode not in FRAMINGS:
-            raise ValueError(f"--framing {self.mode!r}: expected one of {', '.join(FRAMINGS)}")
+            raise ConfigError(f"--framing {self.mode!r}: expected one of {', '.join(FRAMINGS)}")
         if self.fill is not None:
             if self.mode != "fill":
-                raise ValueError(f"--fill applies to --framing fill only, not --framing {self.mode}")
+                raise ConfigError(f"--fill applies to --framing fill only, not --framing {self.mode}")
             if not 0 < self.fill <= 1:
-                raise ValueError(f"--fill {self.fill}: expected a fraction of the frame in (0, 1]")
+                raise ConfigError(f"--fill {self.fill}: expected a fraction of the frame in (0, 1]")
 
     @classmethod
     def from_flags(cls, mode: str | None, fill: float | None) -> "Framing":
