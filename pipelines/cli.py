@@ -174,6 +174,10 @@ class TrainProgress:
             self.last = (now, step)
         self.bar.update(self.task, completed=step, **fields)
 
+    def plan(self, step: int, validated: bool) -> None:
+        """No re-plan: train to ``cfg.iterations`` (``TrainHooks.plan``; the demo's steering wraps this)."""
+        return None
+
     def on_message(self, text: str, level: str = "") -> None:
         console.print((f"[yellow]{level}:[/] " if level else "") + escape(text), highlight=False, soft_wrap=True)
 
