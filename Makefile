@@ -9,6 +9,8 @@ TEST_ARGS ?=
 # pytest-xdist workers: tests spend much of their time in subprocesses, kernel loads and file I/O, so
 # two workers on two cores cut the wall time; --dist loadfile keeps a file's module fixtures in one worker.
 TEST_WORKERS ?= auto
+CHECKPOINT ?= $(RUN)
+APP_ARGS ?=
 
 GPU_OUT ?= gpu_check
 # The GPU check runs in the active conda env (GPU users) when there is one, else in .venv.
@@ -19,14 +21,15 @@ GPU_PY  ?= $(VPY)
 endif
 NVDIFFRAST_TAG ?= v0.4.0
 
-.PHONY: setup demo test test-all test-slow bench gpu-check gpu-extras gpu-bundle clean
+.PHONY: setup demo app test test-all test-slow bench gpu-check gpu-extras gpu-bundle clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install --upgrade pip >/dev/null
 	# torch first, pinned: on CPU machines this picks the CPU wheel (no CUDA download).
 	$(VPY) -m pip install torch==2.13.0
-	$(VPY) -m pip install -e '.[dev]'
+	# app: the web app's extra (Gradio), so that make test runs its browser test too
+	$(VPY) -m pip install -e '.[dev,app]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -34,6 +37,11 @@ setup: $(VENV)/.installed
 # The training stage runs for a wall-clock budget: make demo DEMO_ARGS="--budget-minutes 5".
 demo: setup
 	$(VPY) -m pipelines.demo --data $(DATA) --out $(RUN) $(DEMO_ARGS)
+
+# The local web app on a trained run (default: the demo's), its examples from $(DATA) when it exists.
+# Prints its URL (http://127.0.0.1:7860); Ctrl-C stops it. make app CHECKPOINT=runs/x APP_ARGS="--port 8000"
+app: setup
+	$(VPY) -m pipelines.app --checkpoint $(CHECKPOINT) $(if $(wildcard $(DATA)),--data $(DATA)) $(APP_ARGS)
 
 test: setup
 	$(VPY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(TEST_ARGS)

@@ -3,7 +3,7 @@
     python -m pipelines.convert synthetic --out data/synthetic.h5 [--per-category 300] [--seed 0]
     python -m pipelines.convert meshes    --src my_meshes/ --out data/mine.h5 [--split 0.8,0.1,0.1]
     python -m pipelines.convert softras   --src softras_data/ --out data/shapenet.h5 [--voxel-axes auto]
-    python -m pipelines.convert validate  data/synthetic.h5
+    python -m pipelines.convert validate  data/synthetic.h5 [--deep]
 
 Converters show progress bars, then objects per category and split, file size and time. Bad
 input: one line ``error: <message>`` on stderr, exit status 2. Ctrl-C / SIGTERM end it with
@@ -21,6 +21,8 @@ from recon.signals import default_stop_actions
 if __name__ == "__main__":  # first: a signal ends the program at once, except while a file is written (recon.signals)
     default_stop_actions()  # so a Ctrl-C during the imports below (rich, then torch in main) prints no traceback
 
+from rich.markup import escape  # noqa: E402
+
 from pipelines.cli import OneLineParser, console, debug_requested, err_console, user_errors  # noqa: E402
 from recon.config import ConvertConfig, add_dataclass_args, config_from_args  # noqa: E402
 
@@ -35,7 +37,8 @@ _COMMANDS = {  # subcommand: (--help line, description)
     "softras": ("convert SoftRas/NMR .npz files", "Convert <classid>_<split>_images.npz / _voxels.npz (SoftRas/NMR "
                 "ShapeNet renders), streaming one object at a time."),
     "validate": ("check a dataset file and summarise it",
-                 "Validate a recon HDF5 file (format, version, shapes, dtypes) and print a summary."),
+                 "Validate a recon HDF5 file (format, version, shapes, dtypes, names, splits, GT meshes) and print a "
+                 "summary; --deep also decompresses every chunk (docs/operations.md)."),
 }
 
 
@@ -61,9 +64,9 @@ def main(argv: list[str] | None = None):
             warnings.simplefilter("always")
             info = convert(cfg)  # checks the flags and --out before reading or writing anything
         for w in caught:
-            err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
-        title = (f"{cfg.path}: valid recon-hdf5 v{info.version}" if cfg.command == "validate"
-                 else f"{cfg.out} ({cfg.command})")
+            err_console.print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True, highlight=False)
+        title = (f"{escape(cfg.path)}: valid recon-hdf5 v{info.version}" if cfg.command == "validate"
+                 else f"{escape(cfg.out)} ({cfg.command})")
         console.print(summary_table(info, title, None if cfg.command == "validate" else time.time() - t0))
         return info
 

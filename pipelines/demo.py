@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
         with counting_progress() as progress:  # run_demo checks the flags and --out first
             record = run_demo(cfg, note=lambda text: console.print(escape(text), highlight=False),
                               train_hooks=TrainProgress(), progress=progress)
-        wide_print(results_table(record, title=f"{record['encoder']} on {Path(cfg.train.data).name}:test"))
+        data = escape(Path(cfg.train.data).name)  # table titles are markup
+        wide_print(results_table(record, title=f"{record['encoder']} on {data}:test"))
         gain = record["mean_iou"] - record["baselines"]["mean_shape"]["mean_iou"]
         retrieval = record["baselines"].get("retrieval")
         versus = (f", {record['mean_iou'] - retrieval['mean_iou']:+.3f} over retrieval of the nearest training shape"

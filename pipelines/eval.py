@@ -43,9 +43,10 @@ def main(argv: list[str] | None = None) -> dict:
         with counting_progress() as progress:  # evaluate_run checks flags, checkpoint, data, outputs first
             record = evaluate_run(cfg, progress=progress,
                                   note=lambda text: console.print(escape(text), highlight=False, soft_wrap=True))
-        wide_print(results_table(record, title=f"{record['encoder']} on {Path(cfg.data).name}:{cfg.split}"))
+        data = escape(Path(cfg.data).name)  # table titles are markup
+        wide_print(results_table(record, title=f"{record['encoder']} on {data}:{cfg.split}"))
         if "colour_baselines" in record:  # a coloured run (--colour): PSNR / L1 of its colours
-            wide_print(colour_table(record, title=f"{record['encoder']} colours on {Path(cfg.data).name}:{cfg.split}"))
+            wide_print(colour_table(record, title=f"{record['encoder']} colours on {data}:{cfg.split}"))
         base = record["baselines"]
         oracle = f", oracle {base['oracle']['mean_iou']:.4f}" if "oracle" in base else ""
         retrieval = f", retrieval {base['retrieval']['mean_iou']:.4f}" if "retrieval" in base else ""

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 
+from rich.markup import escape
+
 from pipelines.cli import OneLineParser, console, debug_requested, print_error, user_errors
 from recon.config import PredictConfig, add_dataclass_args, config_from_args
 
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         framing = Framing.from_flags(args.framing, args.fill)
         check_output_dir(args.out, "--out")
         predictor = Predictor.load(args.checkpoint, args.device, args.precision)
-    console.print(f"[bold]recon predict[/] {len(args.images)} image(s) with {predictor.description} -> {args.out}",
+    console.print(f"[bold]recon predict[/] {len(args.images)} image(s) with {escape(predictor.description)} -> "
+                  f"{escape(args.out)}",
                   highlight=False, soft_wrap=True)
     failed = 0
     with user_errors(debug=debug):  # an output that cannot be written ends the run with one line
@@ -65,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                 how = "given" if out.view_iou is None else f"best silhouette match, IoU {out.view_iou:.2f}"
                 view = f", input view {out.view} ({how})"
             files = ", ".join(str(f) for f in (out.obj, out.ply, out.glb, out.turntable) if f is not None)
-            console.print(f"{path} ({mask}, {out.framing}, object fills {out.fill:.0%}{view}) -> {files}",
+            console.print(f"{escape(str(path))} ({mask}, {out.framing}, object fills {out.fill:.0%}{view}) -> "
+                          f"{escape(files)}",
                           highlight=False, soft_wrap=True)
     if failed:
         raise SystemExit(2)

@@ -84,8 +84,8 @@ def _load_failure(e: Exception) -> str:
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load with ``weights_only=True``. Raises CheckpointError naming the file on any failure
-    (missing, a directory, truncated, not a torch file, or holding pickled objects other than
-    tensors and plain containers)."""
+    (missing, a directory, truncated, not a torch file, holding pickled objects other than
+    tensors and plain containers, or model weights with NaN/infinite values)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -101,5 +101,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state.get("step", 0), int):
         raise CheckpointError(f"{path}: not a recon checkpoint ('step' is {type(state.get('step')).__name__}, "
                               f"expected int)")
+    bad = _non_finite(state["model"])
+    if bad:
+        raise CheckpointError(f"{path}: weights are not finite ({bad}): the training that wrote it diverged; use an "
+                              f"earlier checkpoint")
     return state
+
+
+def _non_finite(weights: dict[str, Any]) -> str:
+    """``"decoder.fc.weight has 12 of 4096 values NaN or infinite"`` for the first floating tensor of
+    ``weights`` with such values (and how many other tensors have some), or ``""`` when all are finite."""
+    bad = [(k, v) for k, v in weights.items()
+           if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex()) and not torch.isfinite(v).all()]
+    if not bad:
+        return ""
+    name, t = bad[0]
+    more = f", and {len(bad) - 1} other tensor(s) have some" if len(bad) > 1 else ""
+    return f"{name} has {int((~torch.isfinite(t)).sum())} of {t.numel()} values NaN or infinite{more}"
 

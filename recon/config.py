@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field, fields
@@ -32,7 +31,7 @@ from typing import Any, Sequence
 from recon.choices import (ALL, BACKENDS, COLOUR_HEADS, ENCODERS, FRAMINGS, IMPLS, LR_SCHEDULES, NUM_VIEWS, PRECISION_HELP, PRECISIONS,
                            PROTOCOLS, RGBA_BACKENDS, SPLITS, check_choice, check_precision, check_protocol)
 from recon.errors import ConfigError
-from recon.io import atomic_write_bytes
+from recon.io import atomic_write_bytes, json_text
 
 __all__ = ["TrainConfig", "EvalConfig", "CompareConfig", "DemoConfig", "ConvertConfig", "BenchConfig",
            "PredictConfig", "GpuCheckConfig", "VIEWS_HELP", "LR_SCHEDULES", "parse_views", "add_dataclass_args",
@@ -383,6 +382,9 @@ class ConvertConfig:
     out: str = field(default="", metadata={"help": "output HDF5 file (written atomically: temp file + rename)",
                                            "required": True, "commands": _BUILDS})
     path: str = field(default="", metadata={"help": "HDF5 file", "positional": True, "commands": ("validate",)})
+    deep: bool = field(default=False, metadata={
+        "help": "read every chunk, so corrupt compressed data is found now, not during a training (costs a full read "
+                "of the file)", "action": "store_true", "commands": ("validate",)})
     src: str = field(default="", metadata={"help": {"meshes": "source folder", "softras": "folder with the .npz files"},
                                            "required": True, "commands": ("meshes", "softras")})
     classes: str | None = field(default=None, metadata={
@@ -663,4 +665,4 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
 
 def save_config(cfg: Any, path: str | os.PathLike) -> None:
     """``cfg`` (a dataclass) as indented JSON, written atomically."""
-    atomic_write_bytes(path, (json.dumps(dataclasses.asdict(cfg), indent=2) + "\n").encode())
+    atomic_write_bytes(path, (json_text(dataclasses.asdict(cfg)) + "\n").encode())

@@ -8,6 +8,7 @@ FIFO, a socket) is refused with ``OutputPathError`` naming it: the rename would 
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import tempfile
@@ -17,8 +18,11 @@ from typing import Any, Iterator
 
 from recon.errors import UserError
 
-__all__ = ["OutputPathError", "OutputWriteError", "check_output_file", "check_writable_file", "check_output_dir", "atomic_path", "atomic_write_bytes",
-           "write_json"]
+__all__ = ["OutputPathError", "OutputWriteError", "check_output_file", "check_writable_file", "check_output_dir",
+           "atomic_path", "atomic_write_bytes", "NON_FINITE_NOTE", "json_text", "write_json"]
+
+# key added to a top-level JSON object some of whose values were NaN/inf: {dotted path: "nan" | "inf" | "-inf"}
+NON_FINITE_NOTE = "non_finite"
 
 
 class OutputPathError(UserError, ValueError):
@@ -128,6 +132,41 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def _plain(obj: Any, where: str, found: dict[str, str]) -> Any:
+    """``obj`` with numpy/torch scalars as Python numbers and every non-finite float as None, its
+    dotted path recorded in ``found`` (``"nan"``, ``"inf"`` or ``"-inf"``)."""
+    if obj is None or isinstance(obj, (str, bool, int)):
+        return obj
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return obj
+        found[where or "."] = "nan" if obj != obj else ("inf" if obj > 0 else "-inf")
+        return None
+    if isinstance(obj, dict):
+        return {k: _plain(v, f"{where}.{k}" if where else str(k), found) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]", found) for i, v in enumerate(obj)]
+    item = getattr(obj, "item", None)  # numpy scalars, one-element tensors
+    if callable(item):
+        try:
+            return _plain(item(), where, found)
+        except (ValueError, RuntimeError):  # an array of several values: not a JSON number
+            pass
+    return _plain(float(obj), where, found)  # TypeError for anything else, as json.dumps would
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON (RFC 8259: no ``NaN``/``Infinity``, which ``JSON.parse`` and other strict readers
+    reject) for ``obj``: numpy/torch scalars become numbers, a non-finite float becomes ``null``, and a
+    top-level object with such values gets a note ``"non_finite": {"dotted.path": "nan" | "inf" | "-inf"}``
+    saying which values were not numbers. No trailing newline; ``indent=None`` gives one line."""
+    found: dict[str, str] = {}
+    plain = _plain(obj, "", found)
+    if found and isinstance(plain, dict):
+        plain[NON_FINITE_NOTE] = {**(plain.get(NON_FINITE_NOTE) or {}), **found}
+    return json.dumps(plain, indent=indent, allow_nan=False)
+
+
 def write_json(obj: Any, path: str | os.PathLike) -> None:
-    """``obj`` as indented JSON (numpy/torch scalars become floats), written atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=float) + "\n").encode())
+    """``obj`` as indented strict JSON (``json_text``), written atomically."""
+    atomic_write_bytes(path, (json_text(obj) + "\n").encode())

@@ -31,7 +31,7 @@ import torch
 
 from recon.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from recon.errors import InputError
-from recon.io import atomic_write_bytes
+from recon.io import atomic_write_bytes, json_text
 from recon.models import Reconstructor
 
 __all__ = ["CKPT_DIR", "METRICS_FILE", "LOCK_FILE", "RunLockedError", "step_checkpoints", "latest_valid_checkpoint",
@@ -302,7 +302,7 @@ class MetricsLog:
         if not self.enabled:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json_text(record, indent=None) + "\n")  # strict: a NaN loss is logged as null + a note
         if self.tb is not None:
             step = record["step"]
             for k, v in record.items():

@@ -286,15 +286,15 @@ class TrainHooks:
 
 def check_train_inputs(cfg: TrainConfig) -> list[int]:
     """The files of a training, checked before anything is built: ``--out`` can become a run
-    directory, the dataset has a train and a val split in every category and ``--val-views`` fits
-    it. What would otherwise fail at the first validation, hours in, fails now (one line naming the
+    directory, the dataset has train and val objects in every category, sound GT meshes (the
+    evaluation after training scores them) and ``--val-views`` fits it. What would otherwise fail at the first validation, hours in, fails now (one line naming the
     flag or file).
 
     Returns:
         the validation view indices (``val_views`` resolved against the dataset's views).
     """
     check_output_dir(cfg.out, "--out")
-    info = validate_dataset(cfg.data, require_splits=("train", "val"))
+    info = validate_dataset(cfg.data, require_splits=("train", "val"), check_meshes=True)
     split_categories(info, "train")
     return parse_views(cfg.val_views, info.num_views, "--val-views")
 

@@ -28,3 +28,19 @@ def tiny_dataset(tmp_path_factory) -> str:
     build_synthetic(path, per_category=(6, 2, 2), categories=["03001627", "04379243"], seed=0, workers=1,
                     progress=False)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def app_run(tiny_dataset: str, tmp_path_factory) -> str:
+    """A run trained a few steps on ``tiny_dataset``, evaluated on views 0, 6, 12 of its test split
+    (``RUN/eval_test.json`` and one saved mesh per category): what ``pipelines.app`` serves in tests."""
+    from pipelines import eval as eval_pipeline
+    from recon.config import TrainConfig
+    from recon.training import train
+
+    run = tmp_path_factory.mktemp("app") / "run"
+    train(TrainConfig(data=tiny_dataset, out=str(run), iterations=4, batch_size=2, val_every=4, val_objects=1,
+                      val_views="1", log_every=1, device="cpu", tensorboard=False))
+    eval_pipeline.main(["--checkpoint", str(run), "--data", tiny_dataset, "--views", "0,6,12", "--device", "cpu",
+                        "--figures", "1", "--no-full-metrics"])
+    return str(run)

@@ -131,13 +131,12 @@ def test_bad_layouts(valid_h5: Path, tmp_path: Path, edit, message: str) -> None
     assert message in _expect_format_error(_copy_with(valid_h5, tmp_path / "l.h5", edit))
 
 
-def test_zero_objects_is_valid_but_cannot_train(tmp_path: Path) -> None:
+def test_zero_train_objects_is_refused_by_validate(tmp_path: Path) -> None:
     from recon.data.dataset import PairDataset
 
     p = _small_dataset(tmp_path / "empty.h5", n=0)
-    info = validate(p)
-    assert info.objects("train") == {"03001627": 0}
-    with pytest.raises(ValueError, match="split 'train' has no objects"):
+    assert "/03001627/train: no train objects" in _expect_format_error(p)
+    with pytest.raises(DatasetFormatError, match="/03001627/train: no train objects"):
         PairDataset(p, "train")
 
 

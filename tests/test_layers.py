@@ -3,7 +3,7 @@ cycle exists. Every module of ``recon/``, ``tools/`` and ``pipelines/`` is parse
 its imports count, those inside functions and ``if TYPE_CHECKING:`` blocks included (a function-level
 import must not hide a back edge).
 
-    core       recon (package), io, errors, choices, signals, runtime, distributed, cameras, mesh
+    core       recon (package), io, errors, choices, names, signals, runtime, distributed, cameras, mesh
     ops        recon.ops.*            plain-tensor functions + kernels, the JIT loader
     render     recon.render.*         renderer interface, registry, backends
     models     recon.models.*, losses, metrics, colour
@@ -11,6 +11,7 @@ import must not hide a back edge).
     train      config, training, evaluate, runs, checkpoint, published   (records, no figures)
     report     recon.report.*         the only writer of figures, meshes and pages
     workflows  recon.workflows.*      one call per command: train -> evaluate -> report
+                                      (recon.app.*: the local web app on predict, same layer)
     tools      tools.*                benchmarks, GPU check (beside the package, not in the wheel)
     pipelines  pipelines.*            argv -> config -> one call -> print
 
@@ -33,6 +34,7 @@ LAYERS = ("core", "ops", "render", "models", "data", "train", "report", "workflo
 ASSIGN = {
     "recon": "core", "recon.io": "core", "recon.errors": "core", "recon.choices": "core", "recon.signals": "core",
     "recon.runtime": "core", "recon.distributed": "core", "recon.cameras": "core", "recon.mesh": "core",
+    "recon.names": "core",
     "recon.ops": "ops",
     "recon.render": "render",
     "recon.models": "models", "recon.losses": "models", "recon.metrics": "models", "recon.colour": "models",
@@ -40,7 +42,7 @@ ASSIGN = {
     "recon.config": "train", "recon.training": "train", "recon.evaluate": "train", "recon.runs": "train",
     "recon.checkpoint": "train", "recon.published": "train", "recon.budget": "train", "recon.retrieval": "train",
     "recon.report": "report",
-    "recon.workflows": "workflows",
+    "recon.workflows": "workflows", "recon.app": "workflows",
     "tools": "tools",
     "pipelines": "pipelines",
 }

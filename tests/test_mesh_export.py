@@ -173,19 +173,20 @@ def test_save_prediction_meshes_writes_obj_ply_glb_input_and_manifest(tmp_path, 
              Prediction("04379243", "table", "t2", 7, image, v * 0.9, torch.zeros(32, 32, 32, dtype=torch.bool),
                         float("nan"))]
     paths = save_prediction_meshes(preds, f, tmp_path, colors=[c, None])
-    assert [p.name for p in paths] == ["chair_obj_1_view00.obj", "table_t2_view07.obj"]
+    chair = "chair_obj_1-92af3a9e_view00"  # "obj/1": "/" replaced, and a hash of the id so "obj_1" stays distinct
+    assert [p.name for p in paths] == [f"{chair}.obj", "table_t2_view07.obj"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["predictions.json"] + [f"{s}{e}" for s in ("chair_obj_1_view00", "table_t2_view07")
+        ["predictions.json"] + [f"{s}{e}" for s in (chair, "table_t2_view07")
                                 for e in (".obj", ".ply", ".glb", "_input.png")])
     ov, of = load_obj(paths[0])
     np.testing.assert_allclose(ov.numpy(), v.numpy(), atol=1e-5)
-    attrs, _, _ = _pygltf_arrays(tmp_path / "chair_obj_1_view00.glb")
+    attrs, _, _ = _pygltf_arrays(tmp_path / f"{chair}.glb")
     np.testing.assert_allclose(attrs["COLOR_0"], srgb_to_linear(c.numpy()), atol=1e-6)
     manifest = json.loads((tmp_path / "predictions.json").read_text())
     assert [(m["name"], m["object_id"], m["view"], m["iou"]) for m in manifest] == [("chair", "obj/1", 0, 0.5),
                                                                                     ("table", "t2", 7, None)]
     # the old call (no colours) still works
     save_prediction_meshes(preds[:1], f, tmp_path / "grey")
-    assert (tmp_path / "grey" / "chair_obj_1_view00.glb").is_file()
+    assert (tmp_path / "grey" / f"{chair}.glb").is_file()
     with pytest.raises(ValueError, match="1 colour arrays for 2 predictions"):
         save_prediction_meshes(preds, f, tmp_path, colors=[c])

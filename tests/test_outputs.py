@@ -258,3 +258,50 @@ def test_refused_checkpoint_hides_torch_advice_to_load_it_unsafely(tmp_path: Pat
     msg = str(exc.value)
     assert "evil.pt: not a valid recon checkpoint" in msg and "refused unexecuted" in msg and "posix.getpid" in msg
     assert "weights_only" not in msg and "likely succeed" not in msg and "\n" not in msg
+
+
+# -- 7. every JSON written is strict JSON (no NaN / Infinity) ---------------------------------
+
+def _strict(text: str):
+    """``json.loads`` as a strict reader (JavaScript's ``JSON.parse``) reads: NaN / Infinity are errors."""
+    def refuse(constant: str):
+        raise ValueError(f"not strict JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_write_json_writes_null_and_a_note_for_non_finite_values(tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+
+    write_json({"a": float("nan"), "b": [1.0, np.float32("inf"), torch.tensor(-float("inf"))],
+                "c": {"d": np.float64(2.5), "e": np.int64(3)}}, tmp_path / "x.json")
+    assert _strict((tmp_path / "x.json").read_text()) == {
+        "a": None, "b": [1.0, None, None], "c": {"d": 2.5, "e": 3},
+        "non_finite": {"a": "nan", "b[1]": "inf", "b[2]": "-inf"}}
+
+
+def test_eval_json_config_and_metrics_are_strict_json(trained_run: Path, tiny_dataset: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--checkpoint", str(trained_run), "--data", tiny_dataset, "--device", "cpu", "--impl", "torch",
+            "--views", "1", "--max-per-category", "1", "--figures", "1", "--no-full-metrics",
+            "--json", str(tmp_path / "e.json"), "--out", str(tmp_path / "figs")]
+    __import__("pipelines.eval", fromlist=["main"]).main(argv)
+    record = _strict((tmp_path / "e.json").read_text())
+    # no Chamfer without --full-metrics: its mean is not a number, written as null with a note saying so
+    assert record["mean_chamfer"] is None and record["non_finite"]["mean_chamfer"] == "nan"
+    assert record["mean_iou"] > 0
+    _strict((tmp_path / "figs" / "meshes" / "predictions.json").read_text())
+    _strict((trained_run / "config.json").read_text())
+    for line in (trained_run / "metrics.jsonl").read_text().splitlines():
+        _strict(line)
+
+
+def test_metrics_log_writes_a_nan_loss_as_null(tmp_path: Path) -> None:
+    from recon.runs import MetricsLog
+
+    log = MetricsLog(tmp_path, tensorboard=False)
+    log.log({"step": 1, "loss": float("nan"), "val_iou": 0.5})
+    log.close()
+    line = (tmp_path / "metrics.jsonl").read_text().splitlines()[0]
+    assert _strict(line) == {"step": 1, "loss": None, "val_iou": 0.5, "non_finite": {"loss": "nan"}}
+    assert read_metrics(tmp_path)[0]["loss"] is None

@@ -232,6 +232,45 @@ def test_pickled_code_in_checkpoint_is_refused(tiny_dataset: str, tmp_path: Path
     assert not marker.exists()
 
 
+def test_non_finite_weights_are_refused_at_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A diverged training's weights: predict used to write a mesh of NaN vertices with exit status 0."""
+    from dataclasses import asdict
+
+    import numpy as np
+    from PIL import Image
+
+    from pipelines import predict
+    from recon.models import Reconstructor
+
+    weights = Reconstructor("attention").state_dict()
+    name = next(k for k, v in weights.items() if v.is_floating_point() and v.numel() > 3)
+    weights[name].view(-1)[:3] = torch.tensor([float("nan"), float("inf"), 0.5])
+    ckpt = tmp_path / "diverged.pt"
+    save_checkpoint({"version": 1, "model": weights, "step": 7,
+                     "config": asdict(TrainConfig(encoder="attention", data=str(tmp_path / "absent.h5")))}, ckpt)
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(ckpt)
+    msg = str(exc.value)
+    assert msg.startswith(f"{ckpt}: weights are not finite ({name} has 2 of ") and "\n" not in msg, msg
+    # a run whose newest checkpoint diverged resumes from the one before, with a warning
+    run = tmp_path / "run"
+    save_checkpoint({"model": {"w": torch.ones(1)}, "config": {}, "step": 2}, run / CKPT_DIR / "step-00000002.pt")
+    (run / CKPT_DIR / "step-00000009.pt").write_bytes(ckpt.read_bytes())
+    with pytest.warns(UserWarning, match="step-00000009"):
+        assert latest_valid_checkpoint(run)[0].name == "step-00000002.pt"
+    # predict: one line naming the file, nothing written
+    image = tmp_path / "in.png"
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[16:48, 16:48] = 200
+    Image.fromarray(rgba).save(image)
+    out = tmp_path / "pred"
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([str(image), "--checkpoint", str(ckpt), "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and f"{ckpt}: weights are not finite" in err[0], err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("content", [b"", b"not a zip", None], ids=["empty", "garbage", "directory"])
 def test_load_checkpoint_bad_files(tmp_path: Path, content: bytes | None) -> None:
     p = tmp_path / "x.pt"

@@ -175,3 +175,121 @@ def test_sampling_class_uniform_and_deterministic(tmp_path):
     assert [again.sample(i) for i in (2999, 0, 17)] == [draws[2999], draws[0], draws[17]]
     other = PairDataset(path, "train", seed=12)
     assert [other.sample(i) for i in range(50)] != draws[:50]
+
+
+# -- refuse instead of answering wrongly ----------------------------------------------------
+
+TETRA_V = np.array([[0, 0, 0], [0.3, 0, 0], [0, 0.3, 0], [0, 0, 0.3]], np.float32)
+TETRA_F = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int32)
+
+
+def write_meshes(path, counts: dict[str, dict[str, int]], names: dict[str, str] | None = None):
+    """Like ``write``, format v2 with a GT tetrahedron per object."""
+    rng = np.random.default_rng(0)
+    with DatasetWriter(path, image_size=S, meshes=True) as w:
+        for cat, splits in counts.items():
+            w.add_category(cat, (names or {}).get(cat, f"name-{cat}"), source="test")
+            for split, n in splits.items():
+                w.create_split(cat, split, capacity=n)
+                for i in range(n):
+                    w.append(cat, split, rng.integers(0, 256, (24, 4, S, S), dtype=np.uint8),
+                             rng.random((32, 32, 32)) > 0.8, f"{cat}-{split}-{i}", mesh=(TETRA_V * (i + 1), TETRA_F))
+    return path
+
+
+ALL = {"train": 2, "val": 1, "test": 2}
+
+
+def test_duplicate_category_names_are_refused(tmp_path):
+    p = tmp_path / "dup.h5"
+    write(p, {"c1": {"train": 1}, "c2": {"train": 1}})
+    with h5py.File(p, "a") as f:
+        f["c2"].attrs["name"] = "NAME-c1"  # results are per name: the two would be merged into one row
+    expect_error(p, "/c2", "'NAME-c1' is also the name of /c1")
+
+
+def test_category_without_train_objects_is_refused(tmp_path):
+    for name, c2 in (("empty.h5", {"train": 0, "val": 1}), ("missing.h5", {"val": 1})):
+        write(tmp_path / name, {"c1": {"train": 2}, "c2": c2})
+        expect_error(tmp_path / name, "/c2/train", "no train objects")
+
+
+def test_a_needed_split_empty_in_one_category_is_refused(tmp_path):
+    from recon.checkpoint import save_checkpoint
+    from recon.config import EvalConfig, TrainConfig
+    from recon.evaluate import evaluate_run
+
+    p = write_meshes(tmp_path / "empty_val.h5", {"c1": ALL, "c2": {**ALL, "val": 0, "test": 0}})
+    validate(p)  # no command named: val and test may be empty
+    expect_error(p, "/c2/val", "no objects in split 'val'", require_splits=("val",))
+    with pytest.raises(DatasetFormatError, match="/c2/val: no objects in split 'val'"):
+        TrainConfig(data=str(p), out=str(tmp_path / "run")).validate()  # the start of a training
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint({"model": {}, "config": {}, "step": 0}, ckpt)  # eval checks the data before loading weights
+    with pytest.raises(DatasetFormatError, match="/c2/test: no objects in split 'test'"):
+        evaluate_run(EvalConfig(checkpoint=str(ckpt), data=str(p), json=str(tmp_path / "e.json")))
+    assert not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.parametrize("edit, where, fragment", [
+    (lambda f: f["c1/test/mesh_faces"].__setitem__(5, (0, 1, 4)), "/c1/test/mesh_faces",
+     "object 1 ('c1-test-1'): face 1 is [0, 1, 4], outside [0, 4)"),
+    (lambda f: f["c1/train/mesh_faces"].__setitem__(0, (0, -1, 2)), "/c1/train/mesh_faces", "outside [0, 4)"),
+    (lambda f: f["c2/val/mesh_verts"].__setitem__(2, (0, np.nan, 0)), "/c2/val/mesh_verts",
+     "object 0 ('c2-val-0'): its GT mesh has a NaN or infinite vertex"),
+    (lambda f: f["c2/test/mesh_verts"].__setitem__(7, (np.inf, 0, 0)), "/c2/test/mesh_verts", "object 1 ('c2-test-1')"),
+])
+def test_mesh_values_are_checked_when_asked(tmp_path, edit, where, fragment):
+    from recon.config import TrainConfig
+
+    p = edit_file = write_meshes(tmp_path / "m.h5", {"c1": ALL, "c2": ALL})
+    with h5py.File(edit_file, "a") as f:
+        edit(f)
+    validate(p)  # structure only: the mesh data are not read
+    expect_error(p, where, fragment, check_meshes=True)
+    with pytest.raises(DatasetFormatError, match="mesh"):
+        TrainConfig(data=str(p), out=str(tmp_path / "run")).validate()
+
+
+def test_gt_mesh_without_faces_is_refused(tmp_path):
+    p = write_meshes(tmp_path / "nofaces.h5", {"c1": ALL})
+
+    def drop_faces(f):  # object 1 of test keeps its vertices but loses its 4 faces
+        g = f["c1/test"]
+        faces = g["mesh_faces"][:]
+        del g["mesh_faces"]
+        g["mesh_faces"] = faces[:4]
+        g["mesh_offsets"][2] = (g["mesh_offsets"][2][0], 4)
+
+    with h5py.File(p, "a") as f:
+        drop_faces(f)
+    expect_error(p, "/c1/test/mesh_offsets", "object 1 ('c1-test-1') has a GT mesh of 4 vertices and 0 faces")
+
+
+def test_deep_validation_finds_a_corrupt_compressed_image_chunk(tmp_path, capsys):
+    from pipelines import convert
+
+    p = write_meshes(tmp_path / "flip.h5", {"c1": ALL})
+    with h5py.File(p) as f:
+        chunk = f["c1/train/images"].id.get_chunk_info_by_coord((1, 7, 0, 0, 0))
+    with open(p, "r+b") as fh:  # flip a few bytes in the middle of the compressed stream
+        fh.seek(chunk.byte_offset + chunk.size // 2)
+        raw = bytearray(fh.read(4))
+        fh.seek(chunk.byte_offset + chunk.size // 2)
+        fh.write(bytes(b ^ 0xFF for b in raw))
+    validate(p, check_meshes=True)  # metadata and meshes are intact: only decompressing the images tells
+    expect_error(p, "/c1/train/images", "object 1 ('c1-train-1'): unreadable data", deep=True)
+    with pytest.raises(SystemExit) as e:
+        convert.main(["validate", "--deep", str(p)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "/c1/train/images" in err[0], err
+    assert validate(write_meshes(tmp_path / "ok.h5", {"c1": ALL}), deep=True).meshes  # a sound file passes
+
+
+def test_convert_validate_warns_about_empty_val_and_test(tmp_path, capsys):
+    from pipelines import convert
+
+    p = write_meshes(tmp_path / "w.h5", {"c1": ALL, "c2": {"train": 2, "val": 1}})
+    convert.main(["validate", str(p)])
+    err = capsys.readouterr().err
+    assert "/c2/test: no test objects in category 'name-c2'" in err and "/c2/val" not in err, err

@@ -40,6 +40,8 @@ from rich.progress import MofNCompleteColumn, Progress
 
 from recon.data._parallel import default_workers, pack_voxels, parallel_map, unpack_voxels
 from recon.data.categories import category_name, resolve_categories
+from recon.names import name_problem, object_id_problem
+from recon.names import shown as name_shown
 from recon.data.normalize import unit_cube_transform
 from recon.data.raster import render_views
 from recon.data.schema import SPLITS, VOXEL_RES, DatasetInfo, DatasetWriter, validate
@@ -121,6 +123,10 @@ def find_meshes(src_dir: str | os.PathLike, classes: Sequence[str] | None = None
         except UnicodeEncodeError:
             raise InputError(f"{shown(folders[key])}: folder name is not valid UTF-8 (category names in the HDF5 "
                              f"file must be); rename the folder") from None
+        problem = name_problem(key)
+        if problem:
+            raise InputError(f"{shown(folders[key])}: folder name {name_shown(key)} {problem} (it becomes the category "
+                             f"name); rename the folder")
     return found
 
 
@@ -234,6 +240,12 @@ def _convert(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return images, pack_voxels(grids["softras"]), pack_voxels(grids["exact"]), verts, faces
 
 
+def _object_id(path: Path, root: Path) -> str:
+    """A mesh's object id: its path below its category folder, without suffix. HDF5 strings are UTF-8:
+    a non-UTF-8 file name stays readable (``\\xe9``) instead of failing."""
+    return shown(path.relative_to(root).with_suffix("").as_posix())
+
+
 def split_counts(n: int, ratios: Sequence[float]) -> list[int]:
     """Objects per split for ``n`` objects: largest-remainder rounding; with ``n >= 3`` every
     split with a positive ratio gets at least one; with ``n < 3`` everything goes to the first
@@ -268,6 +280,8 @@ def parse_split(split: str | Sequence[float], flag: str = "split") -> tuple[floa
         raise ConfigError(f"{flag} {text!r}: expected three comma-separated numbers such as 0.8,0.1,0.1") from None
     if len(ratios) != 3 or any(not math.isfinite(x) or x < 0 for x in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise ConfigError(f"{flag} {text!r}: expected three non-negative train,val,test ratios summing to 1")
+    if ratios[0] <= 0:
+        raise ConfigError(f"{flag} {text!r}: the train ratio must be positive (every category needs train objects)")
     return ratios  # type: ignore[return-value]
 
 
@@ -312,6 +326,12 @@ def convert_meshes(
             for p, reason in zip(files, results):
                 reasons[p] = reason
                 bar.advance(task)
+        root = {key: Path(src_dir) / key if (Path(src_dir) / key).is_dir() else Path(src_dir) for key in found}
+        for key, paths in found.items():  # a file name becomes an object id: no control characters in it
+            for p in paths:
+                problem = object_id_problem(_object_id(p, root[key]))
+                if reasons[p] is None and problem:
+                    reasons[p] = f"its name {problem} (it becomes the object id)"
         plan: dict[str, dict[str, list[Path]]] = {}
         for key, paths in found.items():
             ok = [p for p in paths if reasons[p] is None]
@@ -330,6 +350,7 @@ def convert_meshes(
         # Pass 2: render + voxelize, written in a fixed order.
         jobs = [(key, s, p) for key, splits in plan.items() for s in SPLITS for p in splits[s]]
         task = bar.add_task("rendering + voxelizing", total=len(jobs))
+        trained: set[str] = set()  # categories with at least one converted train object
         with DatasetWriter(out_path, voxel_protocol="softras", grids=("exact",), meshes=True) as writer:
             for key, splits in plan.items():
                 writer.add_category(key, category_name(key), source=f"meshes:{shown(src_dir)}",
@@ -339,7 +360,6 @@ def convert_meshes(
                                               "softras grid united with SoftRas's voxelization of the mesh")
                 for s in SPLITS:
                     writer.create_split(key, s, capacity=len(splits[s]))
-            root = {key: Path(src_dir) / key if (Path(src_dir) / key).is_dir() else Path(src_dir) for key in plan}
             with parallel_map(_convert, [j[2] for j in jobs], workers) as results:
                 for (key, s, p), res in zip(jobs, results):
                     bar.advance(task)
@@ -347,10 +367,15 @@ def convert_meshes(
                         skipped.append((str(p), res))
                         continue
                     images, softras, exact, verts, faces = res
-                    # HDF5 strings are UTF-8: keep a non-UTF-8 file name readable (\xe9) instead of failing
-                    oid = shown(p.relative_to(root[key]).with_suffix("").as_posix())
-                    writer.append(key, s, images, unpack_voxels(softras), oid, grids={"exact": unpack_voxels(exact)},
+                    writer.append(key, s, images, unpack_voxels(softras), _object_id(p, root[key]),
+                                  grids={"exact": unpack_voxels(exact)},
                                   mesh=(verts, faces))
+                    if s == "train":
+                        trained.add(key)
+            lost = [key for key in plan if key not in trained]
+            if lost:  # every train mesh of a category failed late: refuse rather than write an invalid file
+                raise InputError(f"{shown(src_dir)}: category {lost[0]!r} has no usable train mesh (its train files "
+                                 f"failed to convert; every category needs train objects); nothing written")
     if skipped:
         more = f"; ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
         warnings.warn(f"{shown(src_dir)}: skipped {len(skipped)} mesh file(s): "

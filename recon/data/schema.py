@@ -51,6 +51,7 @@ from recon import cameras
 from recon.choices import SPLITS
 from recon.errors import InputError
 from recon.io import atomic_path
+from recon.names import name_problem, object_id_problem, shown
 from recon.ops.voxelize import PROTOCOLS
 from recon.signals import check, graceful_stop
 
@@ -122,17 +123,29 @@ def _err(path: str | os.PathLike, where: str, msg: str) -> DatasetFormatError:
     return DatasetFormatError(f"{path}: {where}: {msg}")
 
 
-def validate(path: str | os.PathLike, require_splits: tuple[str, ...] = ()) -> DatasetInfo:
-    """Check that ``path`` is a valid format v1 or v2 file without reading the image/voxel/mesh data
-    (mesh offsets are read: they are small).
+def validate(path: str | os.PathLike, require_splits: tuple[str, ...] = (), *, check_meshes: bool = False,
+             deep: bool = False) -> DatasetInfo:
+    """Check that ``path`` is a valid format v1 or v2 file. By default the image/voxel/mesh data are
+    not read (object ids and mesh offsets are: they are small).
+
+    Always checked, besides the layout: category keys and names are names, not paths or control
+    sequences (``recon.names.name_problem``), no two categories share a name (results are kept per
+    name), object ids have no control characters, every category has train objects (training draws
+    from every category; eval's category-mean row is made of them), and every stored GT mesh has
+    vertices and faces.
 
     Args:
         path: file to check.
-        require_splits: splits that every category must have (e.g. ``("train",)``).
+        require_splits: splits that every category must have, with at least one object (e.g. ``("val",)``).
+        check_meshes: also read the GT meshes (v2): face indices in ``[0, V)`` of their object, finite vertices.
+        deep: read every chunk of every dataset (images, grids, ids, meshes), so that corrupt compressed data
+            is found now rather than mid-training; implies ``check_meshes``. Costs a full decompression
+            of the file (docs/operations.md has the time on the default dataset).
     Returns:
         a ``DatasetInfo``.
     Raises:
-        DatasetFormatError: one line naming the file, the dataset path and what was expected.
+        DatasetFormatError: one line naming the file, the dataset path (category, split, object) and what
+            was expected.
     """
     path = str(path)
     if not os.path.exists(path):
@@ -147,7 +160,7 @@ def validate(path: str | os.PathLike, require_splits: tuple[str, ...] = ()) -> D
         raise _err(path, "/", "not an HDF5 file (expected a recon-hdf5 dataset)")
     try:
         with h5py.File(path, "r") as f:
-            return _validate_open(path, f, require_splits)
+            return _validate_open(path, f, require_splits, check_meshes or deep, deep)
     except DatasetFormatError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
@@ -177,7 +190,8 @@ def _attr(path: str, f: h5py.File, key: str, kind: type) -> object:
         raise _err(path, "/", f"file attribute {key!r}={value!r} is not a valid {kind.__name__}") from None
 
 
-def _validate_open(path: str, f: h5py.File, require_splits: tuple[str, ...]) -> DatasetInfo:
+def _validate_open(path: str, f: h5py.File, require_splits: tuple[str, ...], check_meshes: bool,
+                   deep: bool) -> DatasetInfo:
     fmt = _attr(path, f, "format", str)
     if fmt != FORMAT:
         raise _err(path, "/", f"attribute format={fmt!r}, expected {FORMAT!r}")
@@ -202,11 +216,19 @@ def _validate_open(path: str, f: h5py.File, require_splits: tuple[str, ...]) -> 
     if len(f.keys()) == 0:
         raise _err(path, "/", "no category groups (expected at least one /<category>)")
     for cat in sorted(f.keys()):
+        problem = name_problem(cat)
+        if problem:  # before /{cat} appears in any message: it may hold a newline
+            raise _err(path, "/", f"category group {shown(cat)} {problem} (category names are data, never paths: "
+                                  f"letters, digits, spaces, punctuation other than / and \\)")
         grp = f[cat]
         if not isinstance(grp, h5py.Group):
             raise _err(path, f"/{cat}", "expected a category group, found a dataset")
         name = grp.attrs.get("name", cat)
-        name = name.decode() if isinstance(name, bytes) else str(name)
+        name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        problem = name_problem(name)
+        if problem:
+            raise _err(path, f"/{cat}", f"attribute name={shown(name)} {problem} (category names are data, never "
+                                        f"paths: letters, digits, spaces, punctuation other than / and \\)")
         categories[cat] = name
         present = [s for s in grp.keys()]
         unknown = [s for s in present if s not in SPLITS]
@@ -215,19 +237,40 @@ def _validate_open(path: str, f: h5py.File, require_splits: tuple[str, ...]) -> 
         for s in require_splits:
             if s not in grp:
                 raise _err(path, f"/{cat}/{s}", f"missing split {s!r} (expected groups {', '.join(require_splits)})")
+        counts = {}
         for s in present:
-            n = _validate_split(path, grp[s], f"/{cat}/{s}", size, views)
+            n = counts[s] = _validate_split(path, grp[s], f"/{cat}/{s}", size, views)
             splits.append(SplitInfo(cat, name, s, n))
+            if n == 0 and s in require_splits and s != "train":  # train: always required, below
+                raise _err(path, f"/{cat}/{s}", f"no objects in split {s!r} (every category needs some for this "
+                                                f"command: a category left out would change what the means average)")
             if version >= 2:
                 grids.append(_validate_grids(path, grp[s], f"/{cat}/{s}", n))
-                meshes.append(_validate_meshes(path, grp[s], f"/{cat}/{s}", n))
+                meshes.append(_validate_meshes(path, grp[s], f"/{cat}/{s}", n, check_meshes))
             else:
                 grids.append(("softras" if "voxel_transform" in grp.attrs else "exact",))
                 meshes.append(False)
+            if deep:
+                _read_every_chunk(path, grp[s], f"/{cat}/{s}")
+        if not counts.get("train"):
+            raise _err(path, f"/{cat}/train", "no train objects (every category needs some: training draws from every "
+                                              "category, and eval's category-mean row is made of them)")
+    _check_unique_names(path, categories)
     common = tuple(p for p in grids[0] if all(p in g for g in grids)) if grids else ()
     return DatasetInfo(path=path, image_size=size, num_views=views, categories=categories,
                        splits=tuple(splits), version=version, grids=common, meshes=bool(meshes) and all(meshes),
                        **info_kw)
+
+
+def _check_unique_names(path: str, categories: dict[str, str]) -> None:
+    """No two categories share a name (compared case-insensitively, as ``--classes`` matches names):
+    results are kept per name, so two would be merged into one row."""
+    seen: dict[str, str] = {}
+    for key, name in categories.items():
+        other = seen.setdefault(name.casefold(), key)
+        if other != key:
+            raise _err(path, f"/{key}", f"category name {shown(name)} is also the name of /{other} (each category "
+                                        f"needs its own name: results are reported per name)")
 
 
 def _validate_grids(path: str, grp: h5py.Group, where: str, n: int) -> tuple[str, ...]:
@@ -253,9 +296,10 @@ def _validate_grids(path: str, grp: h5py.Group, where: str, n: int) -> tuple[str
     return tuple(out)
 
 
-def _validate_meshes(path: str, grp: h5py.Group, where: str, n: int) -> bool:
+def _validate_meshes(path: str, grp: h5py.Group, where: str, n: int, check_values: bool = False) -> bool:
     """The v2 GT meshes of a split, when present: all three datasets, shapes, dtypes and offsets
-    (monotonic, starting at 0, ending at the array lengths). Returns whether they are present."""
+    (monotonic, starting at 0, ending at the array lengths, at least one vertex and one face per
+    object); with ``check_values`` also the data (``_check_mesh_values``). Returns whether they are present."""
     have = [k for k in _MESH_KEYS if k in grp]
     if not have:
         return False
@@ -276,9 +320,75 @@ def _validate_meshes(path: str, grp: h5py.Group, where: str, n: int) -> bool:
     if (o[0] != 0).any() or (np.diff(o, axis=0) < 0).any() or tuple(o[-1]) != ends:
         raise _err(path, f"{where}/{MESH_OFFSETS}", f"offsets must start at (0, 0), never decrease and end at "
                                                     f"{ends} (the mesh_verts, mesh_faces lengths)")
+    sizes = np.diff(o, axis=0)  # (N, 2): vertices, faces of each object
+    empty = np.flatnonzero((sizes == 0).any(axis=1))
+    if len(empty):
+        i = int(empty[0])
+        raise _err(path, f"{where}/{MESH_OFFSETS}", f"{_object(grp, i)} has a GT mesh of {sizes[i, 0]} vertices and "
+                                                    f"{sizes[i, 1]} faces (expected a surface: Chamfer, F-score and "
+                                                    f"the oracle row are computed on it)")
     for key in (MESH_VERTS, MESH_FACES):
         _check_stored(path, grp[key], f"{where}/{key}")
+    if check_values:
+        _check_mesh_values(path, grp, where, o)
     return True
+
+
+_MESH_BLOCK = 1 << 20  # rows of mesh_verts / mesh_faces read at a time (12 MiB each)
+
+
+def _object(grp: h5py.Group, i: int) -> str:
+    """``object 3 ('chair_0012')`` for a message (the id as stored, quoted and escaped)."""
+    try:
+        oid = grp["object_ids"][i]
+    except (OSError, KeyError, ValueError, IndexError):
+        return f"object {i}"
+    return f"object {i} ({shown(oid.decode('utf-8', 'replace') if isinstance(oid, bytes) else str(oid))})"
+
+
+def _check_mesh_values(path: str, grp: h5py.Group, where: str, o: np.ndarray) -> None:
+    """Read the meshes of a split, a block of objects at a time: finite vertices, every face index in
+    ``[0, V)`` of its own object. ``o`` (N + 1, 2) are the checked offsets."""
+    nv = np.diff(o[:, 0])
+    start, n = 0, len(o) - 1
+    while start < n:
+        end = start + 1
+        while end < n and max(o[end + 1] - o[start]) <= _MESH_BLOCK:
+            end += 1
+        try:
+            verts = grp[MESH_VERTS][o[start, 0]:o[end, 0]]
+            faces = grp[MESH_FACES][o[start, 1]:o[end, 1]].astype(np.int64)
+        except (OSError, ValueError) as e:
+            raise _err(path, f"{where}/{MESH_VERTS}", f"objects {start}..{end - 1}: unreadable mesh data "
+                                                      f"({' '.join(str(e).split())}): the file is corrupt") from None
+        bad = ~np.isfinite(verts).all(axis=1)
+        if bad.any():
+            i = int(np.searchsorted(o[:, 0], o[start, 0] + np.argmax(bad), side="right") - 1)
+            raise _err(path, f"{where}/{MESH_VERTS}", f"{_object(grp, i)}: its GT mesh has a NaN or infinite "
+                                                      f"vertex (expected finite coordinates)")
+        owner = np.repeat(np.arange(start, end), np.diff(o[start:end + 1, 1]))  # object of each face
+        bad = ((faces < 0) | (faces >= nv[owner][:, None])).any(axis=1)
+        if bad.any():
+            k = int(np.argmax(bad))
+            i = int(owner[k])
+            raise _err(path, f"{where}/{MESH_FACES}", f"{_object(grp, i)}: face {o[start, 1] + k - o[i, 1]} is "
+                                                      f"{faces[k].tolist()}, outside [0, {nv[i]}) (the object's "
+                                                      f"vertex count)")
+        start = end
+
+
+def _read_every_chunk(path: str, grp: h5py.Group, where: str) -> None:
+    """Read (decompress) every per-object dataset of a split one object at a time, naming the first
+    object whose data cannot be read. The meshes are read by ``_check_mesh_values``."""
+    keys = ["images", "voxels"] + sorted(k for k in grp.keys() if k.startswith("voxels_"))
+    for key in keys:
+        ds = grp[key]
+        for i in range(ds.shape[0]):
+            try:
+                ds[i]
+            except (OSError, ValueError) as e:
+                raise _err(path, f"{where}/{key}", f"{_object(grp, i)}: unreadable data "
+                                                   f"({' '.join(str(e).split())}): the file is corrupt") from None
 
 
 def _validate_split(path: str, grp: h5py.Group, where: str, size: int, views: int) -> int:
@@ -307,7 +417,23 @@ def _validate_split(path: str, grp: h5py.Group, where: str, size: int, views: in
         raise _err(path, f"{where}/object_ids", f"dtype {ids.dtype}, expected variable-length strings")
     for key in ("images", "voxels"):
         _check_stored(path, grp[key], f"{where}/{key}")
+    _check_object_ids(path, ids, where)  # after images: their stored data bound N
     return n
+
+
+def _check_object_ids(path: str, ids: h5py.Dataset, where: str) -> None:
+    """Every object id is text without control characters, of a sane length (``recon.names``)."""
+    if ids.size == 0:
+        return
+    try:
+        values = ids[:]
+    except (OSError, ValueError) as e:
+        raise _err(path, f"{where}/object_ids", f"unreadable ({' '.join(str(e).split())})") from None
+    for i, oid in enumerate(values):
+        text = oid.decode("utf-8", "replace") if isinstance(oid, bytes) else str(oid)
+        problem = object_id_problem(text)
+        if problem:
+            raise _err(path, f"{where}/object_ids", f"object {i}: id {shown(text)} {problem}")
 
 
 def _check_stored(path: str, ds: h5py.Dataset, where: str) -> None:

@@ -36,6 +36,7 @@ from recon.data.categories import category_name, resolve_categories
 from recon.data.schema import SPLITS, VOXEL_RES, DatasetInfo, DatasetWriter, validate
 from recon.data.voxel_axes import NMR_AXES, apply_axes, canonical_axes, detect_axes
 from recon.errors import InputError, MissingPathError, PathPermissionError
+from recon.names import name_problem, shown
 from recon.signals import check
 
 __all__ = ["NpzFormatError", "NpzRowReader", "convert_softras"]
@@ -180,6 +181,14 @@ def _find_inputs(src: Path, classes: Sequence[str] | None,
                                          f"(found {kinds[other].name}); expected both {cls}_{split}_images.npz "
                                          f"and {cls}_{split}_voxels.npz")
             out.setdefault(cls, {})[split] = (kinds["images"], kinds["voxels"])
+    for cls, pairs in out.items():
+        problem = name_problem(cls)
+        if problem:  # the class id becomes the category name: refused before anything is written
+            raise NpzFormatError(f"{src}: class id {shown(cls)} of {shown(pairs[next(iter(pairs))][0].name)} "
+                                 f"{problem}; rename the files")
+        if "train" not in pairs:
+            raise NpzFormatError(f"{src / f'{cls}_train_images.npz'}: missing (class {cls} has "
+                                 f"{', '.join(sorted(pairs))} files only; every category needs train objects)")
     return out
 
 

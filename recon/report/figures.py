@@ -31,6 +31,7 @@ from recon.data.raster import DEFAULT_LIGHT, render_views
 from recon.io import atomic_write_bytes, write_json
 from recon.mesh import save_obj, voxels_to_mesh
 from recon.report.mesh_export import save_glb, save_ply
+from recon.names import safe_component
 from recon.render.base import RasterSettings
 from recon.ops.rgba import dibr_rgba
 from recon.runtime import one_thread
@@ -120,6 +121,11 @@ def _image_rgb(image: torch.Tensor) -> np.ndarray:
     return (rgb.transpose(1, 2, 0) * 255).round().clip(0, 255).astype(np.uint8)
 
 
+def _mathtext_literal(text: str) -> str:
+    """``text`` drawn as written by matplotlib: ``$`` would start mathtext (and a bad formula fails the save)."""
+    return text.replace("$", r"\$")
+
+
 def figure_predictions(predictions: Sequence[Prediction], faces: torch.Tensor, path: str | os.PathLike,
                        title: str = "") -> None:
     """Fig. 2-style grid: per row the input image, the predicted mesh from 3 viewpoints (in its
@@ -140,7 +146,7 @@ def figure_predictions(predictions: Sequence[Prediction], faces: torch.Tensor, p
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(heads[c], fontsize=8)
-        axes[r, 0].set_ylabel(f"{p.name}\nIoU {p.iou:.2f}", fontsize=8)
+        axes[r, 0].set_ylabel(f"{_mathtext_literal(p.name)}\nIoU {p.iou:.2f}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.1 * rows)) if title else None)
@@ -148,9 +154,11 @@ def figure_predictions(predictions: Sequence[Prediction], faces: torch.Tensor, p
 
 
 def prediction_mesh_name(category: str, object_id: str, view: int) -> str:
-    """File stem of a saved prediction: ``<category>_<object id>_view<vv>`` (unsafe characters -> ``_``)."""
-    safe_id = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in object_id)[:64]
-    return f"{category}_{safe_id}_view{view:02d}"
+    """File stem of a saved prediction: ``<category>_<object id>_view<vv>``. Both names come from the
+    dataset file: each goes through ``recon.names.safe_component`` (ASCII letters, digits, ``-_.``
+    kept, at most 64 characters, a hash of the original when changed), so the stem is one file name
+    inside the output folder whatever the file calls things (``../x``, ``/abs``, NUL, ...)."""
+    return f"{safe_component(category)}_{safe_component(object_id)}_view{int(view):02d}"
 
 
 def save_prediction_meshes(predictions: Sequence[Prediction], faces: torch.Tensor, out_dir: str | os.PathLike,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from recon.report.format import fmt
 
@@ -48,7 +49,7 @@ def results_table(record: dict[str, Any], title: str = "3D reconstruction") -> T
     for col in ("n", "sil. loss", "3D IoU", "Chamfer", "F@0.05", *(f"IoU {reference_label(r)}" for r in refs)):
         t.add_column(col, justify="right")
     for name, m in sorted(record["per_category"].items()):
-        t.add_row(name, fmt(m.get("n"), "count"), fmt(m.get("loss"), "loss"), fmt(m.get("iou"), "iou"),
+        t.add_row(Text(name), fmt(m.get("n"), "count"), fmt(m.get("loss"), "loss"), fmt(m.get("iou"), "iou"),
                   fmt(m.get("chamfer"), "chamfer"), fmt(m.get("fscore"), "fscore"),
                   *(fmt(category_iou(r, name), "iou") for r in refs.values()))
     t.add_section()
@@ -75,7 +76,7 @@ def colour_table(record: dict[str, Any], title: str = "colour") -> Table:
     kind = {"l1": "loss"}
     for name, m in sorted(record["per_category"].items()):
         b = base["per_category"].get(name, {})
-        t.add_row(name, fmt(m.get("n"), "count"), *(fmt(m.get(k), kind.get(k, "psnr")) for k, _ in cols),
+        t.add_row(Text(name), fmt(m.get("n"), "count"), *(fmt(m.get(k), kind.get(k, "psnr")) for k, _ in cols),
                   *(fmt(b.get(k), "psnr") for k, _ in base_cols))
     t.add_section()
     t.add_row("[bold]mean", "", *(fmt(record.get(f"mean_{k}"), kind.get(k, "psnr")) for k, _ in cols),
@@ -154,12 +155,18 @@ def published_markdown(record: dict[str, Any]) -> list[str]:
     lines = ["", "## Published numbers", "",
              "Same protocol (softras) and split (val) on the SoftRas/NMR ShapeNet renders; the mean is the paper's "
              "mean over its classes, not over the categories above; '-': not published or not checked.", "",
-             "| method | " + " | ".join(cats) + " | mean (paper's classes) |", "|---|" + "---:|" * (len(cats) + 1)]
+             "| method | " + " | ".join(_md(c) for c in cats) + " | mean (paper's classes) |",
+             "|---|" + "---:|" * (len(cats) + 1)]
     for row in published.values():
         lines.append(f"| {row['label']} | " + " | ".join(fmt(category_iou(row, c), "iou") for c in cats)
                      + f" | {fmt(row['mean_iou'], 'iou')} ({row['classes']} classes) |")
     lines += [""] + [f"* {row['label']}: {row['source']}" for row in published.values()]
     return lines
+
+
+def _md(text: str) -> str:
+    """``text`` as one Markdown table cell: a name read from a dataset file may hold ``|`` or markup."""
+    return " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def markdown_table(record: dict[str, Any]) -> str:
@@ -176,7 +183,7 @@ def markdown_table(record: dict[str, Any]) -> str:
     if has_colour(record):
         lines += ["", _colour_note(record)]
     lines += ["", "## 3D IoU per category", "",
-              "| method | " + " | ".join(cats) + " | mean |", "|---|" + "---:|" * (len(cats) + 1)]
+              "| method | " + " | ".join(_md(c) for c in cats) + " | mean |", "|---|" + "---:|" * (len(cats) + 1)]
     for r in rows:
         lines.append(f"| {r['label']} | " + " | ".join(fmt(category_iou(r["row"], c), "iou") for c in cats)
                      + f" | {fmt(r['mean_iou'], 'iou')} |")
@@ -195,10 +202,10 @@ def comparison_table(record: dict[str, Any]) -> Table:
     for title, *_ in columns:
         t.add_column(title, justify="right")
     for c in cats:
-        t.add_column(f"IoU {c}", justify="right")
+        t.add_column(Text(f"IoU {c}"), justify="right")
     for i, r in enumerate(comparison_rows(record)):
         if i == len(record["encoders"]):
             t.add_section()
-        t.add_row(r["label"], *(fmt(r[c[1]], c[3]) for c in columns),
+        t.add_row(Text(r["label"]), *(fmt(r[c[1]], c[3]) for c in columns),
                   *(fmt(category_iou(r["row"], c), "iou") for c in cats))
     return t

@@ -199,6 +199,9 @@ def viewer_items_from_meshes(mesh_dir: str | os.PathLike, page_dir: str | os.Pat
         raise InputError(f"{manifest}: cannot read the predictions manifest ({e})") from None
     items = []
     for e in entries:
+        for name in e["files"].values():  # the manifest names files beside it, never a path elsewhere
+            if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
+                raise InputError(f"{manifest}: file name {name!r} is not a plain file name in {mesh_dir}")
         ply = mesh_dir / e["files"]["ply"]
         mesh = trimesh.load(ply, process=False, force="mesh")
         colors = np.asarray(mesh.visual.vertex_colors, np.float32)[:, :3] / 255.0
@@ -246,7 +249,7 @@ def viewer_fragment(items: Sequence[ViewerItem]) -> str:
         if name:
             parts.append(f"<h3>{esc(name)}</h3>")
         parts.append("<div class='rv-grid'>" + "".join(_card(items[i], i, esc) for i in indices) + "</div>")
-    data = json.dumps(table, separators=(",", ":")).replace("</", "<\\/")
+    data = json.dumps(table, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     parts += [f"<script type='application/json' id='rv-data'>{data}</script>",
               f"<script>{_VENDOR_JS.read_text(encoding='utf-8')}</script>",
               f"<script>{_VIEWER_JS.read_text(encoding='utf-8')}</script></div>"]

@@ -169,7 +169,7 @@ def check_compare_inputs(cfg: CompareConfig) -> None:
     """The files of a comparison, before any training: ``--out`` can be written, the dataset has
     the splits it needs in every category (and exactly ``--classes``), the views fit it."""
     check_output_dir(cfg.out, "--out")
-    info = validate(cfg.train.data, require_splits=("train", "val", cfg.split))
+    info = validate(cfg.train.data, require_splits=("train", "val", cfg.split), check_meshes=True)
     split_categories(info, "train")
     if cfg.classes:
         check_classes(info, cfg.classes, cfg.preset)

@@ -10,9 +10,11 @@ conversion with ``Interrupted`` and nothing at ``--out``.
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 from rich.table import Table
+from rich.text import Text
 
 from recon.config import ConvertConfig
 from recon.data.meshes import convert_meshes, parse_split
@@ -33,7 +35,14 @@ def convert(cfg: ConvertConfig) -> DatasetInfo:
     """
     cfg.validate()
     if cfg.command == "validate":
-        return validate(cfg.path)
+        info = validate(cfg.path, check_meshes=True, deep=cfg.deep)
+        for key, name in info.categories.items():
+            for split, needed_by in (("val", "train's periodic validation and eval --split val"),
+                                     ("test", "eval (--split test, the default), demo and compare")):
+                if not info.objects(split).get(key):
+                    warnings.warn(f"{cfg.path}: /{key}/{split}: no {split} objects in category {name!r}: "
+                                  f"{needed_by} will refuse this file", stacklevel=2)
+        return info
     check_output_file(cfg.out, "--out")
     torch.set_num_threads(1)  # per-object work is small: parallelism comes from the worker processes
     progress = not cfg.no_progress
@@ -65,7 +74,7 @@ def summary_table(info: DatasetInfo, title: str, seconds: float | None = None) -
         counts = {s: info.objects(s).get(key) for s in SPLITS}
         for s in SPLITS:
             totals[s] += counts[s] or 0
-        t.add_row(key, name, *("-" if counts[s] is None else str(counts[s]) for s in SPLITS),
+        t.add_row(Text(key), Text(name), *("-" if counts[s] is None else str(counts[s]) for s in SPLITS),
                   str(sum(c or 0 for c in counts.values())))
     t.add_section()
     t.add_row("all", f"{len(info.categories)} categories", *(str(totals[s]) for s in SPLITS), str(sum(totals.values())))

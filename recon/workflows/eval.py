@@ -70,7 +70,8 @@ def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = 
     flush_denormals()  # recon.runtime: subnormal floats cost microcode time and change no IoU
     device = resolve_device(cfg.device)
     ckpt = resolve_checkpoint(cfg.checkpoint)
-    info = validate(cfg.data, require_splits=("train", cfg.split))  # train: the mean-shape reference row
+    # train: the mean-shape reference row; the GT meshes are read for Chamfer / F-score and the oracle row
+    info = validate(cfg.data, require_splits=("train", cfg.split), check_meshes=True)
     views = parse_views(cfg.views, info.num_views, "--views")
     run_dir = run_dir_of(ckpt)
     json_path, fig_dir = _outputs(cfg, run_dir)

@@ -36,7 +36,7 @@ from PIL import Image
 from recon import cameras
 from recon.cameras import IMAGE_SIZE
 from recon.config import check_view
-from recon.data.image_io import EMBEDDED_FILLS, FillStats, Framing, ImageError, prepare_image
+from recon.data.image_io import EMBEDDED_FILLS, FillStats, Framing, ImageError, PreparedImage, prepare_image
 from recon.data.raster import render_views
 from recon.data.schema import DatasetFormatError, validate
 from recon.distributed import resolve_device
@@ -49,7 +49,7 @@ from recon.report import render_mesh_rgb
 from recon.runs import load_model, resolve_checkpoint
 from recon.runtime import flush_denormals, one_thread
 
-__all__ = ["TURNTABLE_VIEWS", "FILL_SAMPLE_OBJECTS", "PredictOutput", "Predictor", "output_names", "training_fills",
+__all__ = ["TURNTABLE_VIEWS", "FILL_SAMPLE_OBJECTS", "PredictOutput", "Reconstruction", "Predictor", "output_names", "training_fills",
            "turntable_png", "estimate_input_view", "check_view"]
 
 TURNTABLE_VIEWS = (0, 3, 6, 9, 12, 15, 18, 21)  # every 45 degrees of azimuth, elevation 30
@@ -73,6 +73,21 @@ class PredictOutput:
     colors: torch.Tensor | None = None
     ply: Path | None = None
     glb: Path | None = None
+    view: int | None = None
+    view_iou: float | None = None
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """One image's reconstruction, before anything is written: the ``prepared`` input
+    (``recon.data.image_io.PreparedImage``), the mesh ``verts (V, 3)`` / ``faces (F, 3)`` on the CPU,
+    ``colors (V, 3)`` sRGB in [0, 1] for a coloured checkpoint (else None), and ``view`` as
+    ``PredictOutput.view`` (``view_iou`` its silhouette match when it was estimated)."""
+
+    prepared: PreparedImage
+    verts: torch.Tensor
+    faces: torch.Tensor
+    colors: torch.Tensor | None = None
     view: int | None = None
     view_iou: float | None = None
 
@@ -221,16 +236,14 @@ class Predictor:
         return isinstance(getattr(self.model, "colour_head", None), ImageSampleColourHead)
 
     @torch.no_grad()
-    def predict_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, name: str,
-                     framing: Framing = Framing(), view: int | None = None) -> PredictOutput:
-        """Reconstruct the object in one image file; write ``out_dir/name.obj`` and
-        ``out_dir/name_turntable.png``, and for a coloured model ``name.ply`` and ``name.glb`` with the
-        predicted vertex colours (the turntable then in colour); all atomically, and only once all are
-        computed. ``view``: the input's training view for the ``sample`` head (None: estimated).
+    def reconstruct(self, path: str | os.PathLike, framing: Framing = Framing(),
+                    view: int | None = None) -> Reconstruction:
+        """Reconstruct the object in one image file, writing nothing: what ``predict_file`` writes
+        (and ``pipelines.app`` shows) comes from here. ``view``: the input's training view for the
+        ``sample`` head (None: estimated).
 
         Raises:
             ImageError: the file cannot be used (missing, not an image, no object).
-            OSError: the outputs cannot be written.
             ValueError: ``view`` outside [0, 24).
         """
         check_view(view)
@@ -248,6 +261,22 @@ class Predictor:
             else:
                 view = None
             colors = self.model(image, azimuth=azimuth, with_colours=True)[1][0].float().cpu()
+        return Reconstruction(prepared, verts, faces, colors, view, view_iou)
+
+    def predict_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, name: str,
+                     framing: Framing = Framing(), view: int | None = None) -> PredictOutput:
+        """Reconstruct the object in one image file (``reconstruct``); write ``out_dir/name.obj`` and
+        ``out_dir/name_turntable.png``, and for a coloured model ``name.ply`` and ``name.glb`` with the
+        predicted vertex colours (the turntable then in colour); all atomically, and only once all are
+        computed. ``view``: the input's training view for the ``sample`` head (None: estimated).
+
+        Raises:
+            ImageError: the file cannot be used (missing, not an image, no object).
+            OSError: the outputs cannot be written.
+            ValueError: ``view`` outside [0, 24).
+        """
+        rec = self.reconstruct(path, framing, view)
+        prepared, verts, faces, colors = rec.prepared, rec.verts, rec.faces, rec.colors
         png = turntable_png(prepared.original, prepared.image, verts, faces, colors=colors)
         out = Path(out_dir)
         obj_path, png_path = out / f"{name}.obj", out / f"{name}_turntable.png"
@@ -261,7 +290,7 @@ class Predictor:
         for file, data in files.items():
             atomic_write_bytes(file, data)
         return PredictOutput(obj_path, png_path, verts, prepared.used_alpha, prepared.framing, prepared.fill,
-                             colors, ply_path, glb_path, view, view_iou)
+                             colors, ply_path, glb_path, rec.view, rec.view_iou)
 
     def predict_files(self, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                       framing: Framing = Framing(), view: int | None = None
