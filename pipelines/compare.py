@@ -12,7 +12,8 @@ Every training flag of pipelines.train is accepted and shared by all encoders.
 
 --preset NAME sets flag values (explicit flags override them): softras-shapenet (SoftRas's schedule,
 13 classes, scored like SoftRas: protocol softras, split val, last checkpoint, published numbers beside
-ours), report-6 (the same on six classes), demo (4000 steps, batch 16, lr 5e-4, val every 1000; recon.workflows.compare.PRESETS).
+ours), report-6 (the same on six classes), demo (4000 steps, batch 16, lr 5e-4, val every 1000;
+recon.workflows.compare.PRESETS).
 """
 
 from __future__ import annotations

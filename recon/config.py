@@ -5,8 +5,8 @@
   whose fields are flags too (all of them, or those its metadata lists).
 - ``validate()`` checks the flags alone, reads no file (one-line ``recon.errors.ConfigError``
   naming the flag); the files are checked once, where a workflow starts (``recon.training.Trainer``,
-  ``recon.workflows.eval.evaluate_run``, ``recon.workflows.compare.run_comparison``, ``recon.workflows.demo.run_demo``,
-  ``recon.workflows.convert.convert``, ...).
+  ``recon.workflows.eval.evaluate_run``, ``recon.workflows.compare.run_comparison``,
+  ``recon.workflows.demo.run_demo``, ``recon.workflows.convert.convert``, ...).
 - Imports nothing heavy (no torch, data, models, protocols or render): every command answers
   ``--help`` and refuses a bad flag before torch is loaded. The names flags choose from are in
   ``recon.choices``.
@@ -16,7 +16,8 @@ Field metadata: ``help`` (the flag's help; a dict ``{command: help}`` for ``Conv
 optionally ``choices``, ``required``, ``positional`` (with ``nargs``, ``metavar``), ``type`` (a
 parser of the flag's text), ``action`` (``store_true`` / ``store_false``: a flag without its
 ``--no-`` twin), ``flag`` (the flag's name when it is not ``--field-name``), ``show_default``
-(False: the help already says it; never shown for None and ``action`` flags), ``commands`` (``ConvertConfig``: the subcommands having it).
+(False: the help already says it; never shown for None and ``action`` flags), ``commands``
+(``ConvertConfig``: the subcommands having it).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
-from recon.choices import (ALL, BACKENDS, COLOUR_HEADS, ENCODERS, FRAMINGS, IMPLS, LR_SCHEDULES, NUM_VIEWS, PRECISION_HELP, PRECISIONS,
-                           PROTOCOLS, RGBA_BACKENDS, SPLITS, check_choice, check_precision, check_protocol)
+from recon.choices import (ALL, BACKENDS, COLOUR_HEADS, ENCODERS, FRAMINGS, IMPLS, LR_SCHEDULES, NUM_VIEWS,
+                           PRECISION_HELP, PRECISIONS, PROTOCOLS, RGBA_BACKENDS, SPLITS, check_choice, check_precision,
+                           check_protocol)
 from recon.errors import ConfigError
 from recon.io import atomic_write_bytes, json_text
 

@@ -49,7 +49,8 @@ def resolve_device(spec: str) -> torch.device:
     except (RuntimeError, ValueError, TypeError):
         raise ConfigError(f"--device {spec!r}: not a device; expected auto, cpu, cuda or cuda:N") from None
     if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {spec!r}: unsupported device type {dev.type!r}; expected auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"--device {spec!r}: unsupported device type {dev.type!r}; expected auto, cpu, cuda or "
+                          "cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {spec}: CUDA is not available on this machine (use cpu or auto)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

@@ -8,9 +8,11 @@ command's ``--debug``) shows the traceback of a user error too.
 
 The subclasses keep the built-in base their callers already catch: a ``ConfigError`` is also a
 ``ValueError``, a ``MissingPathError`` a ``FileNotFoundError``, a ``PathPermissionError`` a
-``PermissionError``, an ``ExtensionUnavailable`` a ``RuntimeError``. Library modules define their own subclasses where the name helps
-(``recon.data.schema.DatasetFormatError``, ``recon.checkpoint.CheckpointError``,
-``recon.io.OutputPathError``, ``recon.render.base.BackendUnavailable``, ...).
+``PermissionError``, an ``ExtensionUnavailable`` a ``RuntimeError``. Library modules define their own
+subclasses where the name helps (``recon.data.schema.DatasetFormatError``,
+``recon.checkpoint.CheckpointError``, ``recon.io.OutputPathError``, the renderers'
+``recon.ops.unavailable.BackendUnavailable``, the voxelizer's
+``recon.ops.voxelize_softras_ext.VoxelizerUnavailable``, ...).
 
 A stop signal is not an error: ``recon.signals.Interrupted`` stays a ``KeyboardInterrupt`` (so no
 ``except Exception`` swallows it) and the front ends end with one line and status 130 / 143.

@@ -61,8 +61,8 @@ from recon.runs import (CKPT_DIR, MetricsLog, RunLock, check_resumable, clean_ru
 from recon.runtime import choose_threads, flush_denormals, tune_allocator
 from recon.signals import Interrupted, graceful_stop, ignore_stop_signals, signal_name
 
-__all__ = ["TrainingError", "check_train_inputs", "schedule", "SilhouetteObjective", "make_optimizer", "gradients_finite",
-           "align_optimizer_state", "step_items", "StepSampler", "TrainHooks", "Trainer", "train"]
+__all__ = ["TrainingError", "check_train_inputs", "schedule", "SilhouetteObjective", "make_optimizer",
+           "gradients_finite", "align_optimizer_state", "step_items", "StepSampler", "TrainHooks", "Trainer", "train"]
 
 
 class TrainingError(UserError, RuntimeError):
@@ -287,8 +287,8 @@ class TrainHooks:
 def check_train_inputs(cfg: TrainConfig) -> list[int]:
     """The files of a training, checked before anything is built: ``--out`` can become a run
     directory, the dataset has train and val objects in every category, sound GT meshes (the
-    evaluation after training scores them) and ``--val-views`` fits it. What would otherwise fail at the first validation, hours in, fails now (one line naming the
-    flag or file).
+    evaluation after training scores them) and ``--val-views`` fits it. What would otherwise fail
+    at the first validation, hours in, fails now (one line naming the flag or file).
 
     Returns:
         the validation view indices (``val_views`` resolved against the dataset's views).
