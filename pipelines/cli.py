@@ -23,6 +23,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 from recon.errors import UserError
+from recon.progress import LineProgress, progress_bar
 
 if TYPE_CHECKING:
     from recon.training import Trainer
@@ -98,12 +99,14 @@ def user_errors(*extra: type[BaseException], debug: bool = False) -> Iterator[No
         raise SystemExit(1) from None
 
 
-def make_progress(*fields: str, transient: bool = False) -> Progress:
-    """A rich progress bar with extra text fields (``task.fields[name]``)."""
+def make_progress(*fields: str, transient: bool = False) -> Progress | LineProgress:
+    """A rich progress bar with extra text fields (``task.fields[name]``) on a terminal; elsewhere
+    (a log file, a pipe) plain lines now and then (``recon.progress.LineProgress``, which computes
+    its own it/s, so an ``it_s`` field is not repeated there)."""
     cols = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
     cols += [TextColumn(f"{f}={{task.fields[{f}]}}") for f in fields]
     cols += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    return Progress(*cols, console=console, transient=transient)
+    return progress_bar(*cols, fields=tuple(f for f in fields if f != "it_s"), console=console, transient=transient)
 
 
 @contextmanager
@@ -147,7 +150,7 @@ class TrainProgress:
     (``loss``, ``iou_loss``, ``val_iou``, it/s) and the training's notes and warnings."""
 
     def __init__(self) -> None:
-        self.bar: Progress | None = None
+        self.bar: Progress | LineProgress | None = None
 
     def on_start(self, t: "Trainer") -> None:
         if not t.is_main:
@@ -175,7 +178,7 @@ class TrainProgress:
         self.bar.update(self.task, completed=step, **fields)
 
     def plan(self, step: int, validated: bool) -> None:
-        """No re-plan: train to ``cfg.iterations`` (``TrainHooks.plan``; the demo's steering wraps this)."""
+        """No re-planning (``recon.training.TrainHooks.plan``): a plain training keeps its steps."""
         return None
 
     def on_message(self, text: str, level: str = "") -> None:

@@ -34,6 +34,7 @@ from recon.choices import (ALL, BACKENDS, COLOUR_HEADS, ENCODERS, FRAMINGS, IMPL
                            check_protocol)
 from recon.errors import ConfigError
 from recon.io import atomic_write_bytes, json_text
+from recon.ranges import check_ranges
 
 __all__ = ["TrainConfig", "EvalConfig", "CompareConfig", "DemoConfig", "ConvertConfig", "BenchConfig",
            "PredictConfig", "GpuCheckConfig", "VIEWS_HELP", "LR_SCHEDULES", "parse_views", "add_dataclass_args",
@@ -203,6 +204,7 @@ class TrainConfig:
             raise ConfigError("--out must name a run directory, got an empty string")
         if not self.data.strip():
             raise ConfigError("--data must name a dataset file, got an empty string")
+        check_ranges(self)  # the upper bounds (recon.ranges, docs/operations.md)
 
     check_flags = validate  # the name before validate() became pure
 
@@ -248,6 +250,7 @@ class EvalConfig:
             raise ConfigError(f"--figures must be >= 0, got {self.figures}")
         if self.max_per_category is not None and self.max_per_category < 0:  # None: the old spelling of all
             raise ConfigError(f"--max-per-category must be >= 0 (0 = all), got {self.max_per_category}")
+        check_ranges(self)
 
 
 def _train_flags(skip: tuple[str, ...]) -> tuple[str, ...]:
@@ -307,6 +310,7 @@ class CompareConfig:
             raise ConfigError("--max-per-category and --figures must be >= 0")
         if not self.out.strip():
             raise ConfigError("--out must name a directory, got an empty string")
+        check_ranges(self)  # the upper bounds (recon.ranges, docs/operations.md)
         self.train_config(encoders[0]).validate()
         return encoders
 
@@ -365,6 +369,8 @@ class DemoConfig:
             raise ConfigError("--iterations, --batch-size and --threads must be >= 0 (0 = the demo's choice)")
         if not (self.budget_minutes > 0 and math.isfinite(self.budget_minutes)):
             raise ConfigError(f"--budget-minutes must be a positive number of minutes, got {self.budget_minutes}")
+        # the budget applies only when it sets the steps; below MIN_DEMO_MINUTES it would train a token 40 steps
+        check_ranges(self, skip=("budget_minutes",) if self.train.iterations else ())
         # the rest as any training: 0 (the demo's choice) stands for a valid value here
         dataclasses.replace(self.train, iterations=self.train.iterations or 1,
                             batch_size=self.train.batch_size or 1).validate()

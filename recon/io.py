@@ -3,6 +3,8 @@ renamed over it, so a reader (or a crash) never sees half a file.
 
 A target that exists and is not a regular file (a directory, a device such as ``/dev/null``, a
 FIFO, a socket) is refused with ``OutputPathError`` naming it: the rename would replace it.
+A symlink to a regular file is written through: its target gets the new content and the link
+stays (a dangling link is replaced by the file).
 """
 
 from __future__ import annotations
@@ -65,10 +67,12 @@ def check_writable_file(path: str | os.PathLike, flag: str = "") -> Path:
     """``check_output_file`` and ``check_output_dir`` of its directory, the messages naming ``path``:
     call it before long work whose result goes to ``path``. Creates nothing."""
     path = check_output_file(path, flag)
+    prefix = f"{flag} " if flag else ""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputPathError(f"{prefix}{path}: {path.parent} is not a directory")
     try:
         check_output_dir(path.parent)
     except OutputPathError as e:
-        prefix = f"{flag} " if flag else ""
         raise OutputPathError(f"{prefix}{path}: {str(e).split(': ', 1)[1]}") from None
     return path
 
@@ -106,6 +110,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             folder is read-only or gone), with its ``errno``.
     """
     path = check_output_file(path)
+    if path.is_symlink() and path.is_file():  # write through the link to its (regular) target
+        path = Path(os.path.realpath(path))
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

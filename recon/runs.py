@@ -225,8 +225,20 @@ def load_model(checkpoint: str | os.PathLike, device: torch.device | str = "cpu"
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise CheckpointError(f"{checkpoint}: weights do not fit encoder {ck_enc!r}: "
-                              f"{str(e).splitlines()[0]}") from None
+                              f"{_state_dict_problem(e)}") from None
     return model.to(device).eval(), state
+
+
+def _state_dict_problem(e: RuntimeError, shown: int = 2, width: int = 300) -> str:
+    """torch's ``load_state_dict`` error as one line: its first ``shown`` problems (a size mismatch
+    names the tensor and both shapes; missing / unexpected keys list them), each cut at ``width``
+    characters, and how many more there are. Its first line alone ("Error(s) in loading
+    state_dict for Reconstructor:") says nothing useful."""
+    lines = [" ".join(x.split()) for x in str(e).splitlines()]
+    problems = [x for x in lines[1:] if x] or lines[:1]
+    text = "; ".join(x if len(x) <= width else x[:width - 3] + "..." for x in problems[:shown])
+    more = len(problems) - shown
+    return text + (f"; and {more} more problem(s)" if more > 0 else "")
 
 
 # -- metrics.jsonl ------------------------------------------------------------------------

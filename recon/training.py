@@ -494,8 +494,9 @@ class Trainer:
                         self._skipped()
                         continue
                     self.bad_steps = 0
-                    if self.world == 1:
-                        self._apply_plan(self.hooks.plan(self.step, validated))
+                    plan = getattr(self.hooks, "plan", None)  # hooks written before plans existed have none
+                    if self.world == 1 and plan is not None:
+                        self._apply_plan(plan(self.step, validated))
                     cfg = self.cfg
                     info = {k: float(v.detach()) for k, v in out.items() if k != "renders"}
                     if self.step % cfg.log_every == 0 or self.step == cfg.iterations:

@@ -44,3 +44,12 @@ def app_run(tiny_dataset: str, tmp_path_factory) -> str:
     eval_pipeline.main(["--checkpoint", str(run), "--data", tiny_dataset, "--views", "0,6,12", "--device", "cpu",
                         "--figures", "1", "--no-full-metrics"])
     return str(run)
+
+
+@pytest.fixture(autouse=True)
+def _exact_denormals():
+    """Training, evaluation and prediction flush subnormal floats for the rest of their process
+    (recon.runtime.flush_denormals); restore exact arithmetic after each test so that tests in the
+    same worker (hypothesis refuses to run under flush-to-zero) see the process as it started."""
+    yield
+    torch.set_flush_denormal(False)

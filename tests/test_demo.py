@@ -35,6 +35,9 @@ def test_calibration_fits_the_budget(tiny_dataset: str, tmp_path: Path) -> None:
 def test_budget_run_records_its_steps_and_the_flags_reproduce_it(tiny_dataset: str, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(demo, "STEP_MULTIPLE", 8)  # a short run: 8 steps is the calibration's floor
+    from recon.ranges import RANGES, Range  # and a budget below the documented minimum (1 minute) to reach it
+
+    monkeypatch.setitem(RANGES["DemoConfig"], "budget_minutes", Range(0.001, 60, integer=False))
     common = dict(data=tiny_dataset, batch_size=2, device="cpu")
     first = demo.run_demo(DemoConfig.of(out=str(tmp_path / "budget"), budget_minutes=0.01, **common))
     training = first["training"]

@@ -454,11 +454,13 @@ def test_train_flags(valid_h5: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_train_accepts_large_but_valid_values() -> None:
-    """Documented: big counts are valid (a long run, rare logs), they are not errors."""
+    """Documented: big counts are valid (a long run, rare logs), they are not errors, up to the bounds of
+    docs/operations.md (recon.ranges: beyond them a value is a typo)."""
     from recon.config import TrainConfig
+    from recon.ranges import MAX_OBJECTS, MAX_STEPS
 
-    TrainConfig(iterations=10 ** 12, val_every=10 ** 12, log_every=10 ** 12, keep=10 ** 6, max_bad_steps=10 ** 6,
-                val_objects=10 ** 9, seed=2 ** 63 - 1, lambda_lap=0, lambda_flat=0, decay_at=0, decay=1,
+    TrainConfig(iterations=MAX_STEPS, val_every=MAX_STEPS, log_every=MAX_STEPS, keep=1000, max_bad_steps=MAX_STEPS,
+                val_objects=MAX_OBJECTS, seed=2 ** 63 - 1, lambda_lap=0, lambda_flat=0, decay_at=0, decay=1,
                 batch_size=4096).check_flags()
 
 

@@ -3,7 +3,7 @@ cycle exists. Every module of ``recon/``, ``tools/`` and ``pipelines/`` is parse
 its imports count, those inside functions and ``if TYPE_CHECKING:`` blocks included (a function-level
 import must not hide a back edge).
 
-    core       recon (package), io, errors, choices, names, signals, runtime, distributed, cameras, mesh
+    core       recon (package), io, errors, choices, names, progress, signals, runtime, distributed, cameras, mesh
     ops        recon.ops.*            plain-tensor functions + kernels, the JIT loader
     render     recon.render.*         renderer interface, registry, backends
     models     recon.models.*, losses, metrics, colour
@@ -11,7 +11,7 @@ import must not hide a back edge).
     train      config, training, evaluate, runs, checkpoint, published   (records, no figures)
     report     recon.report.*         the only writer of figures, meshes and pages
     workflows  recon.workflows.*      one call per command: train -> evaluate -> report
-                                      (recon.app.*: the local web app on predict, same layer)
+    app        recon.app.*            the local web app (Gradio; only pipelines.app imports it)
     tools      tools.*                benchmarks, GPU check (beside the package, not in the wheel)
     pipelines  pipelines.*            argv -> config -> one call -> print
 
@@ -28,21 +28,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("recon", "tools", "pipelines")
 
-LAYERS = ("core", "ops", "render", "models", "data", "train", "report", "workflows", "tools", "pipelines")
+LAYERS = ("core", "ops", "render", "models", "data", "train", "report", "workflows", "app", "tools", "pipelines")
 # module or package prefix -> layer; the longest matching prefix wins ("recon" names only the package
 # itself, so a new top-level module must be given a layer here).
 ASSIGN = {
     "recon": "core", "recon.io": "core", "recon.errors": "core", "recon.choices": "core", "recon.signals": "core",
     "recon.runtime": "core", "recon.distributed": "core", "recon.cameras": "core", "recon.mesh": "core",
-    "recon.names": "core",
+    "recon.names": "core", "recon.progress": "core",
     "recon.ops": "ops",
     "recon.render": "render",
     "recon.models": "models", "recon.losses": "models", "recon.metrics": "models", "recon.colour": "models",
     "recon.data": "data",
     "recon.config": "train", "recon.training": "train", "recon.evaluate": "train", "recon.runs": "train",
     "recon.checkpoint": "train", "recon.published": "train", "recon.budget": "train", "recon.retrieval": "train",
+    "recon.ranges": "train",
     "recon.report": "report",
-    "recon.workflows": "workflows", "recon.app": "workflows",
+    "recon.workflows": "workflows",
+    "recon.app": "app",
     "tools": "tools",
     "pipelines": "pipelines",
 }

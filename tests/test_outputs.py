@@ -89,12 +89,12 @@ def test_json_flag_refuses_special_files_before_work(trained_run: Path, tiny_dat
                                                      capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch, module: str) -> None:
     import tools.bench
-    import recon.evaluate
+    import recon.workflows.eval
 
     def no_work(*args, **kwargs):
         raise AssertionError("computed before checking the output")
 
-    monkeypatch.setattr(recon.evaluate, "evaluate", no_work)
+    monkeypatch.setattr(recon.workflows.eval, "evaluate", no_work)
     monkeypatch.setattr(tools.bench, "bench_renderers", no_work)
     fifo = tmp_path / "out.json"
     os.mkfifo(fifo)

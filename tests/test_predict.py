@@ -240,7 +240,7 @@ def test_predict_cli_processes_valid_images_and_reports_bad_ones(images, checkpo
 @pytest.mark.parametrize("flags, message", [
     (["--size", "128"], "unrecognized arguments: --size 128"),  # the model's input size is fixed by the checkpoint
     (["--framing", "as-is", "--fill", "0.7"], "--fill applies to --framing fill only"),
-    (["--fill", "1.5"], "--fill 1.5: expected a fraction of the frame in (0, 1]"),
+    (["--fill", "1.5"], "--fill 1.5: expected a fraction of the frame in [0.1, 1]"),
     (["--framing", "crop"], "argument --framing: invalid choice"),
 ])
 def test_predict_cli_bad_flags_are_one_line_before_any_work(flags, message, images, checkpoint, tmp_path: Path,

@@ -217,7 +217,7 @@ def test_category_without_train_objects_is_refused(tmp_path):
 def test_a_needed_split_empty_in_one_category_is_refused(tmp_path):
     from recon.checkpoint import save_checkpoint
     from recon.config import EvalConfig, TrainConfig
-    from recon.evaluate import evaluate_run
+    from recon.workflows.eval import evaluate_run
 
     p = write_meshes(tmp_path / "empty_val.h5", {"c1": ALL, "c2": {**ALL, "val": 0, "test": 0}})
     validate(p)  # no command named: val and test may be empty

@@ -32,8 +32,8 @@ from recon.data.schema import DatasetFormatError, validate
 from recon.errors import InputError
 from recon.mesh import voxels_to_mesh
 from recon.report.mesh_export import save_glb
-from recon.ops.voxelize import grid_bounds
 from recon.data.ground_truth import GroundTruth
+from recon.ops.voxelize import grid_bounds
 from recon.report import prediction_mesh_name
 
 __all__ = ["ALL", "COLUMNS", "GT_COLOUR", "EvalFileError", "EvalRow", "RowFiles", "EvalBrowser", "find_eval_json"]

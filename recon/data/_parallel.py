@@ -38,7 +38,7 @@ import torch
 from recon.data.schema import VOXEL_RES
 from recon.signals import STOP_SIGNALS, check, graceful_stop, ignore_stop_signals
 
-__all__ = ["parallel_map", "default_workers", "pack_voxels", "unpack_voxels", "POLL_S", "JOIN_TIMEOUT_S"]
+__all__ = ["parallel_map", "default_workers", "available_memory", "pack_voxels", "unpack_voxels", "POLL_S", "JOIN_TIMEOUT_S"]
 
 POLL_S = 0.1  # longest wait between two looks at the stop flag
 JOIN_TIMEOUT_S = 5.0  # longest wait for one worker to exit
@@ -51,6 +51,29 @@ R = TypeVar("R")
 def default_workers(workers: int | None) -> int:
     """``None`` -> every CPU core; anything else as given."""
     return (os.cpu_count() or 1) if workers is None else int(workers)
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate without swapping: the kernel's ``MemAvailable``, lowered
+    to the cgroup v2 limit's headroom where one is set; None where neither can be read (not Linux)."""
+    free = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    free = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = int(open("/sys/fs/cgroup/memory.current").read())
+        if limit != "max":
+            headroom = max(0, int(limit) - used)
+            free = headroom if free is None else min(free, headroom)
+    except (OSError, ValueError):
+        pass
+    return free
 
 
 def pack_voxels(voxels: np.ndarray) -> np.ndarray:

@@ -40,7 +40,9 @@ numbers; ``recon.workflows.predict`` measures them on the checkpoint's own datas
 from __future__ import annotations
 
 import os
+import stat
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,11 +55,17 @@ from recon.errors import ConfigError, InputError
 
 __all__ = ["ImageError", "FRAMINGS", "MIN_CONTRAST", "FillStats", "EMBEDDED_FILLS", "Framing", "PreparedImage",
            "load_rgba", "segment_foreground", "largest_component", "fill_holes", "object_fills", "frame_box",
-           "render_input", "prepare_image", "dataset_image_to_rgba"]
+           "render_input", "prepare_image", "dataset_image_to_rgba", "FILL_RANGE", "MAX_IMAGE_PIXELS"]
 
 MIN_CONTRAST = 24.0  # RGB distance (0..441) below which a pixel always counts as background
 _WORK_SIZE = 512     # images are reduced to at most this (longer side) before segmentation and framing
 _WIDE_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit (or 32-bit int) grayscale modes
+# --fill: below 0.1 the object spans fewer than 7 of the 64 input pixels (training objects fill 50-84 %),
+# and the padded frame, which grows as 1/fill^2, would need gigabytes (1e-6 asked for petabytes)
+FILL_RANGE = (0.1, 1.0)
+# images with more pixels are refused unread (decoding one takes ~24 bytes per pixel: 1.5 GB at this limit);
+# 64 megapixels covers 8000x8000 and the 48-50 MP phone cameras
+MAX_IMAGE_PIXELS = 64_000_000
 
 
 class ImageError(InputError):
@@ -113,8 +121,10 @@ class Framing:
         if self.fill is not None:
             if self.mode != "fill":
                 raise ConfigError(f"--fill applies to --framing fill only, not --framing {self.mode}")
-            if not 0 < self.fill <= 1:
-                raise ConfigError(f"--fill {self.fill}: expected a fraction of the frame in (0, 1]")
+            if not FILL_RANGE[0] <= self.fill <= FILL_RANGE[1]:
+                raise ConfigError(f"--fill {self.fill}: expected a fraction of the frame in [{FILL_RANGE[0]:g}, "
+                                  f"{FILL_RANGE[1]:g}] (the object's longer side over the frame's; training objects "
+                                  f"fill {EMBEDDED_FILLS.low:g}-{EMBEDDED_FILLS.high:g})")
 
     @classmethod
     def from_flags(cls, mode: str | None, fill: float | None) -> "Framing":
@@ -164,17 +174,33 @@ def load_rgba(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
     """Read an image file upright as (H, W, 4) uint8 RGBA and whether it carried transparency.
 
     Raises:
-        ImageError: missing file, directory, or not a readable image.
+        ImageError: missing file, directory or other non-regular file (a FIFO or device is refused
+            before it is opened: reading one could block for ever), not a readable image, or more
+            than ``MAX_IMAGE_PIXELS`` pixels (refused before decoding).
     """
     p = Path(path)
     if not p.exists():
         raise ImageError("no such file")
     if p.is_dir():
         raise ImageError("is a directory, expected a PNG or JPEG image")
+    mode = p.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
+            "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise ImageError(f"is {kind}, expected a PNG or JPEG image file")
     try:
-        with Image.open(p) as im:
+        with warnings.catch_warnings():  # Pillow's DecompressionBombWarning: our own limit below says it in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
+        with im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise ImageError(f"image is too large: {w}x{h} = {w * h:,} pixels, more than the limit of "
+                                 f"{MAX_IMAGE_PIXELS:,} (reduce it first)")
             im.load()
             rgba, has_alpha = _to_rgba8(_upright(im))
+    except ImageError:
+        raise
     except UnidentifiedImageError:
         raise ImageError("not an image (expected PNG or JPEG)") from None
     except Image.DecompressionBombError as e:  # a header declaring billions of pixels

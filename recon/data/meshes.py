@@ -20,6 +20,13 @@ voxelization of the mesh, the ``softras`` grid (``voxels``;
 ratio after a seeded shuffle; a category with at least 3 objects gets
 at least one object in every split with a positive ratio, smaller ones go to train.
 Unreadable, empty, zero-extent or non-finite meshes are skipped with a warning and reported.
+
+Bounded work per mesh (docs/operations.md): a file larger than ``MAX_MESH_BYTES`` is skipped
+unread (trimesh's parsers need about ten times a text file's size); a mesh with more than
+``MAX_MESH_FACES`` faces is decimated to that budget by vertex clustering (``recon.data.decimate``)
+before it is rendered, voxelized and stored, or skipped when clustering cannot meet it; the 24
+views are rendered a few at a time (``_views_per_call``) so the renderer's per-face buffers stay
+bounded; and the default worker count is capped by the free memory (``mesh_workers``).
 A folder that cannot be listed, or a category folder whose name is not valid UTF-8 (HDF5 names
 are UTF-8), stops the conversion with a message naming it (undecodable bytes as ``\\xNN``).
 """
@@ -36,10 +43,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from rich.progress import MofNCompleteColumn, Progress
 
-from recon.data._parallel import default_workers, pack_voxels, parallel_map, unpack_voxels
+from recon import cameras
+from recon.data._parallel import available_memory, default_workers, pack_voxels, parallel_map, unpack_voxels
 from recon.data.categories import category_name, resolve_categories
+from recon.data.decimate import decimate_to_budget
 from recon.names import name_problem, object_id_problem
 from recon.names import shown as name_shown
 from recon.data.normalize import unit_cube_transform
@@ -49,11 +57,17 @@ from recon.errors import ConfigError, InputError, MissingPathError, PathPermissi
 from recon.ops.voxelize_exact import voxelize, winding_occupancy
 from recon.ops.voxelize import PROTOCOLS, grid_bounds
 from recon.data.ground_truth import ground_truth_grid
+from recon.progress import progress_bar
 
-__all__ = ["MESH_EXTENSIONS", "MeshError", "find_meshes", "load_mesh", "occupancy", "split_counts", "parse_split",
-           "convert_meshes"]
+__all__ = ["MESH_EXTENSIONS", "MAX_MESH_BYTES", "MAX_MESH_FACES", "MeshError", "find_meshes", "load_mesh",
+           "occupancy", "split_counts", "parse_split", "mesh_workers", "convert_meshes"]
 
 MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".glb", ".gltf", ".off")
+MAX_MESH_BYTES = 128 * 2 ** 20  # larger mesh files are skipped unread: loading needs ~10x a text file's size
+MAX_MESH_FACES = 200_000  # face budget: larger meshes are decimated to it (ShapeNet's models are mostly below)
+_VIEW_FACES_PER_CALL = 1_000_000  # render_views holds ~400 bytes per (view, face): ~0.4 GB per call
+_BASE_WORKER_BYTES = 600 * 2 ** 20  # a worker's interpreter, torch and buffers without the mesh
+_BYTES_PER_FILE_BYTE = 12  # a worker's peak per byte of its largest mesh file (measured: 76 MB OBJ -> 1.0 GB)
 
 
 class MeshError(InputError):
@@ -130,19 +144,25 @@ def find_meshes(src_dir: str | os.PathLike, classes: Sequence[str] | None = None
     return found
 
 
-def load_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Load, check and normalise one mesh (centre the bounding box, longest side 1).
+def load_mesh(path: str | os.PathLike, max_faces: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load, check and normalise one mesh (centre the bounding box, longest side 1), decimated to
+    ``max_faces`` faces (default ``MAX_MESH_FACES``) when it has more (``recon.data.decimate``).
 
     Returns:
         verts (V, 3) float32 in ``[-0.5, 0.5]^3``, faces (F, 3) int64.
     Raises:
-        MeshError: unreadable, empty, non-finite or zero-extent.
+        MeshError: unreadable, empty, non-finite, zero-extent, a file over ``MAX_MESH_BYTES``, or
+            more than ``max_faces`` faces even after decimation.
     """
     import trimesh  # ~0.5 s: loaded only where meshes are read (``convert synthetic`` never needs it)
 
     try:
-        if os.path.getsize(path) == 0:
+        size = os.path.getsize(path)
+        if size == 0:
             raise MeshError("empty file (0 bytes)")
+        if size > MAX_MESH_BYTES:
+            raise MeshError(f"file of {size:,} bytes: larger than the limit of {MAX_MESH_BYTES:,} bytes per mesh file "
+                            f"(decimate it first)")
         name = str(path)
         if name != name.encode("utf-8", "surrogateescape").decode("utf-8", "replace"):
             # a non-UTF-8 file name, which trimesh cannot open: hand it the bytes instead
@@ -171,7 +191,25 @@ def load_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     tri = verts[faces]
     if not np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).max() > 1e-12:
         raise MeshError("degenerate mesh (every face has zero area)")
+    del tri, mesh
+    try:
+        verts, faces, _ = decimate_to_budget(verts, faces, MAX_MESH_FACES if max_faces is None else max_faces)
+    except ValueError as e:
+        raise MeshError(str(e)) from None
     return verts.astype(np.float32), faces
+
+
+def mesh_workers(files: Sequence[str | os.PathLike], workers: int | None) -> int:
+    """Worker processes for converting ``files``: ``workers`` as given, or by default every core but
+    no more than the free memory holds (each worker's peak taken as ``_BASE_WORKER_BYTES`` plus
+    ``_BYTES_PER_FILE_BYTE`` times the largest file), at least one."""
+    if workers is not None:
+        return default_workers(workers)
+    largest = max((min(os.path.getsize(p), MAX_MESH_BYTES) for p in files), default=0)
+    per_worker = _BASE_WORKER_BYTES + _BYTES_PER_FILE_BYTE * largest
+    free = available_memory()
+    by_memory = max(1, free // per_worker) if free is not None else default_workers(None)
+    return max(1, min(default_workers(None), by_memory))
 
 
 def occupancy(verts: np.ndarray, faces: np.ndarray, lo: float = -0.5, hi: float = 0.5) -> np.ndarray:
@@ -233,7 +271,10 @@ def _convert(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     except MeshError as e:
         return str(e)
     try:
-        images = render_views(verts, faces)
+        per_call = max(1, _VIEW_FACES_PER_CALL // max(1, len(faces)))
+        views = list(range(cameras.NUM_VIEWS))
+        images = np.concatenate([render_views(verts, faces, views[i:i + per_call])  # views are independent
+                                 for i in range(0, len(views), per_call)])
         grids = ground_truth_grids(verts, faces)
     except (ValueError, RuntimeError, IndexError, MemoryError) as e:
         return f"processing failed ({type(e).__name__}: {' '.join(str(e).split())[:120]})"
@@ -302,7 +343,8 @@ def convert_meshes(
         split: (train, val, test) ratios summing to 1, or ``"0.8,0.1,0.1"``.
         seed: shuffle seed of the per-category split.
         classes: optional subset of category keys or names.
-        workers: processes (default ``os.cpu_count()``; ``<= 1`` runs here).
+        workers: processes (default ``mesh_workers``: every core, as far as the free memory allows;
+            ``<= 1`` runs here).
         progress: rich progress bars.
     Returns:
         (DatasetInfo of the written file, skipped ``[(path, reason)]``).
@@ -314,9 +356,9 @@ def convert_meshes(
     """
     ratios = parse_split(split)
     found = find_meshes(src_dir, classes)
-    workers = default_workers(workers)
-    bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not progress)
     files = [p for paths in found.values() for p in paths]
+    workers = mesh_workers(files, workers)
+    bar = progress_bar(enabled=progress)
     skipped: list[tuple[str, str]] = []
     with bar:
         # Pass 1: which files load? (Splitting needs the usable objects.)

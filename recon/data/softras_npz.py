@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from rich.progress import MofNCompleteColumn, Progress
 
 from recon.data.categories import category_name, resolve_categories
 from recon.data.schema import SPLITS, VOXEL_RES, DatasetInfo, DatasetWriter, validate
 from recon.data.voxel_axes import NMR_AXES, apply_axes, canonical_axes, detect_axes
 from recon.errors import InputError, MissingPathError, PathPermissionError
 from recon.names import name_problem, shown
+from recon.progress import progress_bar
 from recon.signals import check
 
 __all__ = ["NpzFormatError", "NpzRowReader", "convert_softras"]
@@ -267,7 +267,7 @@ def convert_softras(
                           stacklevel=2)
         transforms[cls] = (spec, note)
 
-    bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not progress)
+    bar = progress_bar(enabled=progress)
     with DatasetWriter(out_path, voxel_protocol="softras") as writer, bar:
         task = bar.add_task("softras", total=sum(counts.values()))
         for cls, per_split in inputs.items():

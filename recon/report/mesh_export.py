@@ -2,13 +2,23 @@
 colours. Every file is written atomically (``recon.io.atomic_path``).
 
 Colour convention: ``colors`` are RGB in ``[0, 1]`` in the space of the dataset images (sRGB, as
-stored in PNG). The PLY keeps them as sRGB bytes (what PLY readers expect); the GLB stores
-``COLOR_0`` as float linear RGB, because glTF 2.0 defines vertex colours as linear multipliers
-(glTF viewers convert them back to sRGB on display). ``colors=None`` gives a neutral grey.
+stored in PNG). ``colors=None`` gives a neutral grey. Both files store the *same bytes*: the PLY
+as uchar red/green/blue, the GLB as ``COLOR_0`` = VEC4 normalised unsigned bytes (alpha 255), so
+every reader that hands out the stored numbers (trimesh, pygltflib, Open3D, plyfile) gives the
+.glb's colours equal to the .ply's.
 
-The GLB is written here rather than by ``trimesh.Trimesh.export``: trimesh writes no material, and
-glTF's default material is fully metallic, which PBR viewers show nearly black; ours is a matte,
-double-sided material (predicted meshes may have inward-facing triangles) with smooth normals.
+Why no material in the GLB: a primitive with a material makes trimesh return ``TextureVisuals``
+with one white colour and hide ``COLOR_0`` in ``vertex_attributes`` (a pipeline built on trimesh
+loses the colours silently). Without one, trimesh gives ``ColorVisuals``, and Blender's glTF
+importer builds its default Principled BSDF fed by the vertex colours.
+
+A conscious deviation, kept: glTF 2.0 calls ``COLOR_0`` linear. Storing the sRGB bytes (as
+trimesh's own exporter does) keeps the numbers equal across readers, at the price that viewers
+which apply the linear-to-sRGB display curve (three.js ``GLTFLoader``, Blender) show the colours
+somewhat lighter than the .ply; ``srgb_to_linear`` gives the glTF-linear values for such use.
+Linear bytes could not keep the numbers within 1/255 of the PLY's (the curve's dark end needs
+more than 8 bits). The offline viewer page (``recon.report.viewer``) never reads the GLB: it
+inlines the sRGB bytes and converts them itself.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ DEFAULT_GREY = (0.7, 0.7, 0.7)  # sRGB colour of a mesh saved without colours
 
 _GLB_MAGIC, _GLB_VERSION = 0x46546C67, 2  # b"glTF", version 2
 _CHUNK_JSON, _CHUNK_BIN = 0x4E4F534A, 0x004E4942  # b"JSON", b"BIN\0"
-_FLOAT, _UINT32 = 5126, 5125  # glTF accessor component types
+_UBYTE, _FLOAT, _UINT32 = 5121, 5126, 5125  # glTF accessor component types
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 
 
@@ -88,6 +98,11 @@ def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return n.astype(np.float32)
 
 
+def _srgb_bytes(c: np.ndarray) -> np.ndarray:
+    """(V, 3) sRGB in [0, 1] -> (V, 3) uint8, the bytes both the PLY and the GLB store."""
+    return np.round(c * 255.0).astype(np.uint8)
+
+
 def _pad4(data: bytes, fill: bytes) -> bytes:
     return data + fill * (-len(data) % 4)
 
@@ -95,14 +110,15 @@ def _pad4(data: bytes, fill: bytes) -> bytes:
 def glb_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
               colors: torch.Tensor | np.ndarray | None = None, name: str = "mesh",
               where: str | os.PathLike | None = None) -> bytes:
-    """A glTF 2.0 binary holding one triangle mesh ``name``: POSITION, NORMAL, COLOR_0 (float linear
-    RGB) and uint32 indices, with a matte double-sided material. Shapes as in ``save_glb``; errors
-    name ``where`` (default ``name``)."""
+    """A glTF 2.0 binary holding one triangle mesh ``name``: POSITION, NORMAL, COLOR_0 (VEC4 normalised
+    unsigned bytes: the sRGB bytes of the PLY, alpha 255) and uint32 indices, no material (see the
+    module docstring). Shapes as in ``save_glb``; errors name ``where`` (default ``name``)."""
     v, f, c = _checked(verts, faces, colors, where or name)
+    rgba = np.concatenate([_srgb_bytes(c), np.full((len(c), 1), 255, np.uint8)], axis=1)
     arrays = [(f.reshape(-1), _ELEMENT_ARRAY_BUFFER), (v, _ARRAY_BUFFER), (vertex_normals(v, f), _ARRAY_BUFFER),
-              (srgb_to_linear(c).astype(np.float32), _ARRAY_BUFFER)]
+              (rgba, _ARRAY_BUFFER)]
     blob, views = b"", []
-    for arr, target in arrays:  # every array is 4-byte items, so each view stays 4-byte aligned
+    for arr, target in arrays:  # every element is a multiple of 4 bytes, so each view stays 4-byte aligned
         data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
         views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(data), "target": target})
         blob += data
@@ -111,16 +127,13 @@ def glb_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray
         {"bufferView": 1, "componentType": _FLOAT, "count": len(v), "type": "VEC3",
          "min": (v.min(0) if len(v) else np.zeros(3)).tolist(), "max": (v.max(0) if len(v) else np.zeros(3)).tolist()},
         {"bufferView": 2, "componentType": _FLOAT, "count": len(v), "type": "VEC3"},
-        {"bufferView": 3, "componentType": _FLOAT, "count": len(v), "type": "VEC3"},
+        {"bufferView": 3, "componentType": _UBYTE, "normalized": True, "count": len(v), "type": "VEC4"},
     ]
     gltf = {
         "asset": {"version": "2.0", "generator": "recon.report.mesh_export"},
         "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": name}],
         "meshes": [{"name": name, "primitives": [{"attributes": {"POSITION": 1, "NORMAL": 2, "COLOR_0": 3},
-                                                   "indices": 0, "material": 0, "mode": 4}]}],
-        "materials": [{"name": "vertex colours", "doubleSided": True,
-                       "pbrMetallicRoughness": {"baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 0.0,
-                                                "roughnessFactor": 0.9}}],
+                                                   "indices": 0, "mode": 4}]}],
         "buffers": [{"byteLength": len(blob)}], "bufferViews": views, "accessors": accessors,
     }
     json_chunk = _pad4(json.dumps(gltf, separators=(",", ":")).encode(), b" ")
@@ -139,7 +152,7 @@ def ply_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray
     vertex = np.empty(len(v), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
                                      ("red", "u1"), ("green", "u1"), ("blue", "u1")])
     vertex["x"], vertex["y"], vertex["z"] = v.T
-    rgb = np.round(c * 255.0).astype(np.uint8)
+    rgb = _srgb_bytes(c)
     vertex["red"], vertex["green"], vertex["blue"] = rgb.T
     face = np.empty(len(f), dtype=[("n", "u1"), ("i", "<i4", (3,))])
     face["n"] = 3
@@ -158,7 +171,7 @@ def save_glb(path: str | os.PathLike, verts: torch.Tensor | np.ndarray, faces: t
     Args:
         verts: (V, 3) float positions.
         faces: (F, 3) integer 0-based vertex indices.
-        colors: (V, 3) sRGB in [0, 1] (clipped), or None for ``DEFAULT_GREY``; stored linear (glTF).
+        colors: (V, 3) sRGB in [0, 1] (clipped), or None for ``DEFAULT_GREY``; stored as sRGB bytes.
     Raises:
         ValueError: wrong shapes, non-finite values or out-of-range indices (message names ``path``).
     """

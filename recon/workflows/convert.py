@@ -21,7 +21,7 @@ from recon.data.meshes import convert_meshes, parse_split
 from recon.data.schema import SPLITS, DatasetInfo, validate
 from recon.data.softras_npz import convert_softras
 from recon.data.synthetic import build_synthetic, split_sizes
-from recon.io import check_output_file
+from recon.io import check_writable_file
 
 __all__ = ["convert", "summary_table"]
 
@@ -43,7 +43,7 @@ def convert(cfg: ConvertConfig) -> DatasetInfo:
                     warnings.warn(f"{cfg.path}: /{key}/{split}: no {split} objects in category {name!r}: "
                                   f"{needed_by} will refuse this file", stacklevel=2)
         return info
-    check_output_file(cfg.out, "--out")
+    check_writable_file(cfg.out, "--out")
     torch.set_num_threads(1)  # per-object work is small: parallelism comes from the worker processes
     progress = not cfg.no_progress
     if cfg.command == "synthetic":

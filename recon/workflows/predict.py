@@ -40,7 +40,7 @@ from recon.data.image_io import EMBEDDED_FILLS, FillStats, Framing, ImageError, 
 from recon.data.raster import render_views
 from recon.data.schema import DatasetFormatError, validate
 from recon.distributed import resolve_device
-from recon.io import atomic_write_bytes
+from recon.io import atomic_write_bytes, check_output_file
 from recon.mesh import save_obj
 from recon.report.mesh_export import glb_bytes, ply_bytes
 from recon.models.colour import ImageSampleColourHead
@@ -235,6 +235,18 @@ class Predictor:
         """Whether the colour head needs the input image's camera (the ``sample`` head)."""
         return isinstance(getattr(self.model, "colour_head", None), ImageSampleColourHead)
 
+    def output_paths(self, out_dir: str | os.PathLike, name: str) -> list[Path]:
+        """Every file ``predict_file`` writes for ``name``, each checked (``check_output_file``: absent or
+        a regular file) so that a special file at any of them refuses the image before anything is
+        written. Raises OutputPathError (a ValueError) naming the path."""
+        out = Path(out_dir)
+        paths = [out / f"{name}.obj", out / f"{name}_turntable.png"]
+        if self.coloured:
+            paths += [out / f"{name}.ply", out / f"{name}.glb"]
+        for path in paths:
+            check_output_file(path)
+        return paths
+
     @torch.no_grad()
     def reconstruct(self, path: str | os.PathLike, framing: Framing = Framing(),
                     view: int | None = None) -> Reconstruction:
@@ -275,6 +287,7 @@ class Predictor:
             OSError: the outputs cannot be written.
             ValueError: ``view`` outside [0, 24).
         """
+        self.output_paths(out_dir, name)
         rec = self.reconstruct(path, framing, view)
         prepared, verts, faces, colors = rec.prepared, rec.verts, rec.faces, rec.colors
         png = turntable_png(prepared.original, prepared.image, verts, faces, colors=colors)
@@ -297,9 +310,14 @@ class Predictor:
                       ) -> Iterator[tuple[str | os.PathLike, PredictOutput | ImageError]]:
         """``predict_file`` for each path (outputs named by ``output_names``), yielding
         ``(path, output)`` or ``(path, ImageError)`` for a file that cannot be used; an ``OSError``
-        writing outputs ends the iteration (raised)."""
+        writing outputs ends the iteration (raised). Every output path of every image is checked
+        before the first image is read: a special file (a FIFO, a device) at any of them raises
+        ``OutputPathError`` with nothing written."""
         check_view(view)
-        for path, name in zip(paths, output_names(paths)):
+        names = output_names(paths)
+        for name in names:
+            self.output_paths(out_dir, name)
+        for path, name in zip(paths, names):
             try:
                 yield path, self.predict_file(path, out_dir, name, framing, view)
             except ImageError as e:

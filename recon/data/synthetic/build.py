@@ -6,13 +6,13 @@ import os
 from typing import Mapping, Sequence
 
 import numpy as np
-from rich.progress import Progress
 
 from recon.data._parallel import default_workers, pack_voxels, parallel_map, unpack_voxels
 from recon.data.categories import resolve_categories as resolve_keys
 from recon.data.schema import SPLITS, DatasetInfo, DatasetWriter, validate
 from recon.data.synthetic.objects import object_record
 from recon.data.synthetic.shapes import CATEGORIES, DEFAULT_CATEGORIES
+from recon.progress import progress_bar
 
 __all__ = ["SPLIT_OFFSET", "split_sizes", "resolve_categories", "build_synthetic"]
 
@@ -89,7 +89,7 @@ def build_synthetic(
     sizes = split_sizes(per_category)
     keys = resolve_categories(categories)
     tasks = [(key, split, SPLIT_OFFSET[split] + i) for key in keys for split in SPLITS for i in range(sizes[split])]
-    bar = Progress(disable=not progress, transient=False)
+    bar = progress_bar(enabled=progress)
     with DatasetWriter(out_path, voxel_protocol="softras", grids=("exact",), meshes=True) as writer:
         for key in keys:
             writer.add_category(key, CATEGORIES[key], source=f"synthetic(seed={seed})",
