@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from recon.choices import DEFAULT_PROTOCOL, PROTOCOLS, check_protocol
 from recon.ops.voxelize_exact import voxelize as voxelize_exact
 from recon.ops.voxelize_softras import softras_grid_coords, voxelize_softras, voxelize_softras_reference
 
@@ -27,17 +28,6 @@ __all__ = [
     "check_protocol",
     "grid_bounds",
 ]
-
-PROTOCOLS = ("softras", "exact")
-DEFAULT_PROTOCOL = "softras"
-
-
-def check_protocol(protocol: str, flag: str = "--protocol") -> str:
-    """``protocol`` if it names one of ``PROTOCOLS``, else a one-line ValueError naming ``flag``."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"{flag} {protocol!r}: unknown 3D-IoU protocol; valid: {', '.join(PROTOCOLS)}")
-    return protocol
-
 
 def grid_bounds(protocol: str, resolution: int = 32) -> tuple[float, float]:
     """World extent ``(lo, hi)`` (the same on every axis) of the grid a protocol voxelizes on.
