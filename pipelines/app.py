@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
-from pipelines.cli import OneLineParser, console, fail, user_errors
+from pipelines.cli import OneLineParser, console, debug_requested, fail, user_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--port {args.port}: expected a port number in 1-65535")
     if importlib.util.find_spec("gradio") is None:  # the app's one optional dependency: say how to get it
         fail("the app needs Gradio, which is not installed: pip install -e '.[app]' (or: make app)")
-    with user_errors():  # imported after the checks: a bad checkpoint is told without loading Gradio
+    # imported after the checks: a bad checkpoint is told without loading Gradio
+    with user_errors(debug=debug_requested(args)):
         from recon.app.setup import prepare
 
         setup = prepare(args.checkpoint, data=args.data, eval_json=args.eval, device=args.device,

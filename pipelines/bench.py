@@ -25,12 +25,9 @@ from typing import Any
 
 from rich.table import Table
 
-from pipelines.cli import OneLineParser, console, user_errors, wide_print
-from recon.distributed import resolve_device
+from pipelines.cli import OneLineParser, console, debug_requested, user_errors, wide_print
+from recon.config import BenchConfig, add_dataclass_args, config_from_args
 from recon.io import check_writable_file, write_json
-from recon.render.softras import available_impls
-from tools.bench import (auto_precision, bench_contention, bench_layouts, bench_protocols, bench_renderers,
-                         bench_training_steps, bench_voxelize, records_as_dicts, renderer_ratios, step_ratios)
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
@@ -40,16 +37,6 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) ->
     for r in rows:
         t.add_row(*r)
     return t
-
-
-def _batches(spec: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(x) for x in spec.split(",") if x.strip())
-    except ValueError:
-        values = ()
-    if not values or min(values) < 1:
-        raise ValueError(f"--step-batches must be a comma list of batch sizes >= 1, e.g. 16,64, got {spec!r}")
-    return values
 
 
 def _step_data(spec: str | None, stack: ExitStack) -> str:
@@ -69,10 +56,11 @@ def _step_data(spec: str | None, stack: ExitStack) -> str:
     return str(path)
 
 
-def _training_steps(args: argparse.Namespace, device: str, data: str) -> dict[str, Any]:
+def _training_steps(args: BenchConfig, device: str, data: str) -> dict[str, Any]:
     """The training-step section: auto's choice, the steps per precision and batch, their ratios."""
     import torch
 
+    from tools.bench import auto_precision, bench_training_steps, step_ratios
     from recon.runtime import choose_threads, tune_allocator
 
     if device == "cpu":
@@ -80,7 +68,7 @@ def _training_steps(args: argparse.Namespace, device: str, data: str) -> dict[st
         threads, why = choose_threads(args.threads)
         torch.set_num_threads(threads)
         console.print(f"training steps on {threads} CPU thread(s) ({why}); data from {data}")
-    batches = _batches(args.step_batches)
+    batches = args.batches()
     auto = {}
     if args.precision in ("all", "auto"):
         for b in batches:
@@ -111,43 +99,26 @@ def _training_steps(args: argparse.Namespace, device: str, data: str) -> dict[st
             "auto_precision": {str(b): vars(c) for b, c in auto.items()}}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m pipelines.bench", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="one round per setting, renderer batches 1/16 only (a smoke run)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda (default: %(default)s)")
-    p.add_argument("--json", default=None, help="write records + ratios here")
-    p.add_argument("--impls", default=None, help="comma list to restrict implementations (torch,cpp,cuda)")
-    p.add_argument("--step-batches", default="16,64",
-                   help="batches of the training-step benchmark (default: %(default)s; 16 is the demo's)")
-    p.add_argument("--precision", choices=["all", "auto", "fp32", "bf16"], default="all",
-                   help="precisions of the training step: all = fp32 and bf16 side by side, auto = what --precision "
-                        "auto picks for each batch (default: %(default)s)")
-    p.add_argument("--data", default=None, help="dataset the training steps load from (default: data/synthetic.h5 "
-                                                "when present, else a small one built in a temp dir)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the training steps (default: 0)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads (default: 0 = as training chooses: the cores idle at start)")
-    p.add_argument("--contention", action="store_true",
-                   help="also measure next to a process that keeps one core busy, and per thread count and OpenMP "
-                        "wait policy")
-    p.add_argument("--layouts", action="store_true",
-                   help="also time each encoder's network per precision and memory layout (channels_last or not)")
-    p.add_argument("--denormal", action="store_true",
-                   help="also time the training step at initialisation and after --denormal-steps steps, flushing "
-                        "subnormal floats to zero or not")
-    p.add_argument("--denormal-steps", type=int, default=300,
-                   help="steps trained (flushing off) before the late measurement of --denormal (default: %(default)s)")
-    args = p.parse_args(argv)
-    with user_errors(), ExitStack() as stack:
+    add_dataclass_args(p, BenchConfig)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parsed = build_parser().parse_args(argv)
+    args = config_from_args(BenchConfig, parsed)
+    with user_errors(debug=debug_requested(parsed)), ExitStack() as stack:
+        args.validate()
         if args.json:
             check_writable_file(args.json, "--json")
-        if args.workers < 0 or args.threads < 0:
-            raise ValueError("--workers and --threads must be >= 0")
-        if not 1 <= args.denormal_steps <= 100_000:
-            raise ValueError(f"--denormal-steps must be in [1, 100000], got {args.denormal_steps}")
-        _batches(args.step_batches)
+        # imported after the checks: --help and flag errors answer without loading torch
+        from recon.distributed import resolve_device
+        from recon.render.softras import available_impls
+        from tools.bench import (bench_contention, bench_layouts, bench_protocols, bench_renderers, bench_voxelize,
+                                 records_as_dicts, renderer_ratios)
+
         device = str(resolve_device(args.device))
         data = _step_data(args.data, stack)
         for impl, why in available_impls(device).items():
@@ -178,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
                                  [(str(r["threads"]), r["policy"], f"{r['quiet_it_s']:.2f}", f"{r['busy_it_s']:.2f}",
                                    f"{100 * r['kept']:.0f}%") for r in out["contention"]]))
         if args.layouts:
-            out["layouts"] = bench_layouts(batches=_batches(args.step_batches), repeats=1 if args.quick else 3,
+            out["layouts"] = bench_layouts(batches=args.batches(), repeats=1 if args.quick else 3,
                                            device=device)
             wide_print(_table("network forward+backward+Adam by memory layout (ms, CPU ms)",
                                  ("encoder", "batch", "precision", "layout", "ms", "CPU ms"),

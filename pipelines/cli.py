@@ -1,5 +1,7 @@
-"""Shared CLI plumbing: one-line errors with exit status 2, rich console, progress bars, the
-training progress display (``TrainProgress``) and tables printed uncut (``wide_print``).
+"""Shared CLI plumbing: the error model's front end (``user_errors``: a ``recon.errors.UserError``
+is one line and exit status 2, anything else a bug with its traceback and exit status 1), rich
+console, progress bars, the training progress display (``TrainProgress``) and tables printed uncut
+(``wide_print``).
 
 Nothing here imports torch at module level: ``pipelines.convert`` installs its signal handlers
 before the heavy imports.
@@ -8,8 +10,10 @@ before the heavy imports.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -18,13 +22,14 @@ from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
+from recon.errors import UserError
 from recon.progress import LineProgress, progress_bar
 
 if TYPE_CHECKING:
     from recon.training import Trainer
 
-__all__ = ["console", "err_console", "fail", "print_error", "user_errors", "make_progress", "OneLineParser",
-           "TrainProgress", "wide_print"]
+__all__ = ["console", "err_console", "fail", "print_error", "user_errors", "debug_requested", "DEBUG_ENV",
+           "BUG_REPORT", "make_progress", "OneLineParser", "TrainProgress", "wide_print"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -43,31 +48,55 @@ def fail(message: str, status: int = 2) -> None:
     raise SystemExit(status)
 
 
+DEBUG_ENV = "RECON_DEBUG"  # set (to anything but "" or "0"): tracebacks for user errors too
+BUG_REPORT = ("this is a bug in recon, not a problem with your input: please report it with the traceback above "
+              "and the command line that caused it")
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line ``error: ...`` (exit status 2) instead of a usage dump."""
+    """argparse whose errors are one line ``error: ...`` (exit status 2) instead of a usage dump,
+    with a ``--debug`` flag (``debug_requested``) on every command and subcommand."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand's parser must not reset a --debug given before the subcommand
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help=f"on an error, show its traceback (also: {DEBUG_ENV}=1)")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         fail(f"{message} (see {self.prog} --help)")
 
 
-@contextmanager
-def user_errors(*extra: type[BaseException]) -> Iterator[None]:
-    """Turn expected user-facing errors into one line + exit status 2 (no traceback), and an interrupt
-    into ``error: interrupted (SIGINT|SIGTERM)`` + exit status 130 / 143."""
-    # lazy: these pull in torch/h5py, which pipelines.convert imports only after its signal handlers
-    from recon.checkpoint import CheckpointError
-    from recon.data.schema import DatasetFormatError
-    from recon.render.base import BackendUnavailable
+def debug_requested(args: argparse.Namespace | None = None) -> bool:
+    """True when ``args`` has ``--debug`` or the environment sets ``RECON_DEBUG`` (not "" or "0")."""
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
+
+@contextmanager
+def user_errors(*extra: type[BaseException], debug: bool = False) -> Iterator[None]:
+    """The error model at the command line (see ``recon.errors``).
+
+    - ``recon.errors.UserError`` (and ``extra``): ``error: <message>`` as one line, exit status 2;
+    - an interrupt: ``error: interrupted (SIGINT|SIGTERM)``, exit status 130 / 143;
+    - any other exception is a bug: its traceback, a line saying how to report it, exit status 1.
+
+    ``debug`` (a command's ``--debug``) or ``RECON_DEBUG=1`` prints the traceback of the first two as well.
+    """
+    debug = debug or debug_requested()
     try:
         yield
     except KeyboardInterrupt as e:  # recon.signals.Interrupted carries its signal's status: 130 SIGINT, 143 SIGTERM
+        if debug:
+            traceback.print_exc()
         fail(str(e) or "interrupted", getattr(e, "exit_code", 130))
-    except (DatasetFormatError, CheckpointError, BackendUnavailable, ValueError, FileNotFoundError,
-            PermissionError, IsADirectoryError, NotADirectoryError, *extra) as e:
+    except (UserError, *extra) as e:
+        if debug:
+            traceback.print_exc()
         fail(str(e))
-    except OSError as e:  # the environment (a path under a file, a full disk, ...): still one line
-        fail(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
+    except Exception as e:
+        traceback.print_exc()
+        print_error(f"internal error ({type(e).__name__}): {BUG_REPORT}")
+        raise SystemExit(1) from None
 
 
 def make_progress(*fields: str, transient: bool = False) -> Progress | LineProgress:

@@ -12,7 +12,8 @@ Every training flag of pipelines.train is accepted and shared by all encoders.
 
 --preset NAME sets flag values (explicit flags override them): softras-shapenet (SoftRas's schedule,
 13 classes, scored like SoftRas: protocol softras-iou, split val, last checkpoint, published numbers beside
-ours), report-6 (the same on six classes), demo (4000 steps, batch 16, lr 5e-4, val every 1000; recon.workflows.compare.PRESETS).
+ours), report-6 (the same on six classes), demo (4000 steps, batch 16, lr 5e-4, val every 1000;
+recon.workflows.compare.PRESETS).
 """
 
 from __future__ import annotations
@@ -23,19 +24,15 @@ import sys
 
 from rich.markup import escape
 
-from pipelines.cli import OneLineParser, TrainProgress, console, counting_progress, user_errors, wide_print
-from recon.workflows.compare import preset_defaults, run_comparison
-from recon.config import CompareConfig, TrainConfig, add_dataclass_args, config_from_args
-from recon.report import comparison_table
-from recon.training import TrainingError
+from pipelines.cli import (OneLineParser, TrainProgress, console, counting_progress, debug_requested, user_errors,
+                           wide_print)
+from recon.config import CompareConfig, add_dataclass_args, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m pipelines.compare", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_args(p, CompareConfig, skip=("train",))
-    add_dataclass_args(p, TrainConfig, skip=("out", "encoder", "resume"))
-    p.set_defaults(iterations=0)  # the budget per encoder is always given explicitly (or by a preset)
+    add_dataclass_args(p, CompareConfig)  # its own flags and the shared training's (iterations: 0 = not given)
     return p
 
 
@@ -48,36 +45,39 @@ def _preset_name(argv: list[str]) -> str | None:
 
 def parse_config(argv: list[str]) -> CompareConfig:
     """The ``CompareConfig`` of a command line: the preset's values (``--preset``), then the explicit flags."""
+    return config_from_args(CompareConfig, _parse(argv))
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
     parser = build_parser()
     name = _preset_name(argv)
     if name is not None:
+        from recon.workflows.compare import preset_defaults  # the presets' class lists come with the library
+
         try:
             parser.set_defaults(**preset_defaults(name))  # explicit flags parsed below override these
         except ValueError as e:
             parser.error(str(e))
-    args = parser.parse_args(argv)
-    cfg = config_from_args(CompareConfig, args)
-    cfg.train = config_from_args(TrainConfig, args)
-    return cfg
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse_config(argv)
-    with user_errors(TrainingError):
-        encoders = cfg.validate()
-        preset = f" (preset {cfg.preset})" if cfg.preset else ""
-        console.print(f"[bold]recon compare[/]{escape(preset)} {', '.join(encoders)} on {escape(cfg.train.data)}: "
-                      f"{cfg.train.iterations} steps each, seed {cfg.train.seed}, batch size {cfg.train.batch_size}, "
-                      f"lr {cfg.train.lr}, 3D IoU protocol {cfg.protocol} on {cfg.split} -> {escape(cfg.out)}")
-        with counting_progress() as progress:
+    args = _parse(argv)
+    cfg = config_from_args(CompareConfig, args)
+    with user_errors(debug=debug_requested(args)):
+        # imported after parsing: --help and flag errors answer without loading torch
+        from recon.workflows.compare import run_comparison
+        from recon.report import comparison_table
+
+        with counting_progress() as progress:  # run_comparison checks every flag, then the files, before training
             record = run_comparison(cfg, train_hooks=lambda plan: TrainProgress(),
                                     progress=lambda encoder, done, total: progress(done, total, f"eval {encoder}"),
                                     note=lambda text: console.print(escape(text), highlight=False),
                                     command=f"python -m pipelines.compare {shlex.join(argv)}")
         wide_print(comparison_table(record))
         console.print(f"wrote {escape(cfg.out)}/table.json, table.md, curves.png, report.html and "
-                      f"{', '.join(f'{e}_predictions.png' for e in encoders)}")
+                      f"{', '.join(f'{e}_predictions.png' for e in cfg.encoder_names())}")
         return record
 
 

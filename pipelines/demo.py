@@ -16,11 +16,9 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from pipelines.cli import OneLineParser, TrainProgress, console, counting_progress, user_errors, wide_print
+from pipelines.cli import (OneLineParser, TrainProgress, console, counting_progress, debug_requested, user_errors,
+                           wide_print)
 from recon.config import DemoConfig, add_dataclass_args, config_from_args
-from recon.workflows.demo import run_demo
-from recon.report import results_table
-from recon.training import TrainingError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,13 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = config_from_args(DemoConfig, build_parser().parse_args(argv))
-    with user_errors(TrainingError):
-        cfg.validate()
-        with counting_progress() as progress:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(DemoConfig, args)
+    with user_errors(debug=debug_requested(args)):
+        # imported after parsing: --help and flag errors answer without loading torch
+        from recon.workflows.demo import run_demo
+        from recon.report import results_table
+
+        with counting_progress() as progress:  # run_demo checks the flags and --out first
             record = run_demo(cfg, note=lambda text: console.print(escape(text), highlight=False),
                               train_hooks=TrainProgress(), progress=progress)
-        wide_print(results_table(record, title=f"{record['encoder']} on {escape(Path(cfg.data).name)}:test"))
+        data = escape(Path(cfg.train.data).name)  # table titles are markup
+        wide_print(results_table(record, title=f"{record['encoder']} on {data}:test"))
         gain = record["mean_iou"] - record["baselines"]["mean_shape"]["mean_iou"]
         retrieval = record["baselines"].get("retrieval")
         versus = (f", {record['mean_iou'] - retrieval['mean_iou']:+.3f} over retrieval of the nearest training shape"

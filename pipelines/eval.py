@@ -21,10 +21,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from pipelines.cli import OneLineParser, console, counting_progress, user_errors, wide_print
+from pipelines.cli import OneLineParser, console, counting_progress, debug_requested, user_errors, wide_print
 from recon.config import EvalConfig, add_dataclass_args, config_from_args
-from recon.workflows.eval import evaluate_run
-from recon.report import colour_table, results_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,10 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = config_from_args(EvalConfig, build_parser().parse_args(argv))
-    with user_errors():
-        cfg.validate()
-        with counting_progress() as progress:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(EvalConfig, args)
+    with user_errors(debug=debug_requested(args)):
+        # imported after parsing: --help and flag errors answer without loading torch
+        from recon.workflows.eval import evaluate_run
+        from recon.report import colour_table, results_table
+
+        with counting_progress() as progress:  # evaluate_run checks flags, checkpoint, data, outputs first
             record = evaluate_run(cfg, progress=progress,
                                   note=lambda text: console.print(escape(text), highlight=False, soft_wrap=True))
         data = escape(Path(cfg.data).name)  # table titles are markup

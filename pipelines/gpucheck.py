@@ -17,32 +17,29 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli import OneLineParser, console, user_errors
-from tools.gpucheck import REPORT_JSON, REPORT_MD, GpuCheckConfig, run_gpu_check
+from pipelines.cli import OneLineParser, console, debug_requested, user_errors
+from recon.config import GpuCheckConfig, add_dataclass_args, config_from_args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="python -m pipelines.gpucheck", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_args(p, GpuCheckConfig)
+    return p
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = OneLineParser(prog="python -m pipelines.gpucheck", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="gpu_check", help="report directory (default: %(default)s)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="CPU parts only (chosen automatically when CUDA is not available)")
-    p.add_argument("--train-steps", type=int, default=300, help="GPU training steps (default: %(default)s)")
-    p.add_argument("--no-tests", dest="tests", action="store_false", help="skip the CUDA-marked pytest run")
-    p.add_argument("--work", default=None, help="keep the dataset and training run here (default: a temp dir, "
-                                                "removed at the end)")
-    p.add_argument("--budget-s", type=float, default=420.0,
-                   help="sections that would start after this many seconds are skipped (default: %(default)s)")
-    args = p.parse_args(argv)
-    with user_errors():
-        cfg = GpuCheckConfig(out=args.out, dry_run=args.dry_run, train_steps=args.train_steps, tests=args.tests,
-                             work=args.work, budget_s=args.budget_s)
-        cfg.validate()
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(GpuCheckConfig, args)
+    with user_errors(debug=debug_requested(args)):
+        # imported after parsing: --help and flag errors answer without loading torch
+        from tools.gpucheck import REPORT_JSON, REPORT_MD, run_gpu_check
+
         report = run_gpu_check(cfg, say=lambda line: console.print(line, markup=False, highlight=False))
     verdict = "[green]PASSED[/]" if report["ok"] else "[red]FAILED[/]"
     console.print(f"gpu check {verdict} in {report['elapsed_s']} s"
                   + (" (dry run: GPU parts skipped)" if report["dry_run"] else "")
-                  + f"; wrote {args.out}/{REPORT_JSON} and {args.out}/{REPORT_MD}")
+                  + f"; wrote {cfg.out}/{REPORT_JSON} and {cfg.out}/{REPORT_MD}")
     if not report["ok"]:
         raise SystemExit(1)
     return report

@@ -27,57 +27,36 @@ import argparse
 
 from rich.markup import escape
 
-from pipelines.cli import OneLineParser, console, print_error, user_errors
+from pipelines.cli import OneLineParser, console, debug_requested, print_error, user_errors
+from recon.config import PredictConfig, add_dataclass_args, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m pipelines.predict", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
-    p.add_argument("--checkpoint", required=True, help="run directory (uses best.pt) or checkpoint file")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="the network's precision: auto = the one the checkpoint was trained in where this device "
-                        "runs it natively, else fp32 (default: %(default)s)")
-    p.add_argument("--framing", choices=["auto", "as-is", "fill"], default=None,
-                   help="how images are framed for the model (default: auto, or fill when --fill is given)")
-    p.add_argument("--fill", type=float, default=None,
-                   help="with --framing fill: fraction of the frame the object's longer side spans")
-    p.add_argument("--view", type=_view, default=None, metavar="auto|0-23",
-                   help="the training view (camera) the image was taken from, for a checkpoint with the 'sample' "
-                        "colour head; auto: the view whose silhouette of the predicted mesh best matches the image "
-                        "(default: auto; other checkpoints need no view)")
+    add_dataclass_args(p, PredictConfig)
     return p
 
 
-def _view(text: str) -> int | None:
-    """``auto`` -> None, else an int (range checked by ``recon.workflows.predict.check_view``)."""
-    if text == "auto":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto or a view index 0-23, got {text!r}") from None
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    with user_errors():
-        # imported after parsing so that --help and flag errors answer at once (recon imports torch)
+    parsed = build_parser().parse_args(argv)
+    args = config_from_args(PredictConfig, parsed)
+    debug = debug_requested(parsed)
+    with user_errors(debug=debug):
+        args.validate()
+        # imported after the flag checks so that --help and flag errors answer at once (recon imports torch)
         from recon.data.image_io import Framing, ImageError
         from recon.io import check_output_dir
-        from recon.workflows.predict import Predictor, check_view
+        from recon.workflows.predict import Predictor
 
         framing = Framing.from_flags(args.framing, args.fill)
-        check_view(args.view)
         check_output_dir(args.out, "--out")
         predictor = Predictor.load(args.checkpoint, args.device, args.precision)
     console.print(f"[bold]recon predict[/] {len(args.images)} image(s) with {escape(predictor.description)} -> "
                   f"{escape(args.out)}",
                   highlight=False, soft_wrap=True)
     failed = 0
-    with user_errors():  # an output that cannot be written ends the run with one line
+    with user_errors(debug=debug):  # an output that cannot be written ends the run with one line
         if args.view is not None and not predictor.needs_view:
             console.print(f"note: --view {args.view} is not used: this checkpoint's meshes need no input camera",
                           highlight=False, soft_wrap=True)

@@ -13,10 +13,8 @@ import argparse
 
 from rich.markup import escape
 
-from pipelines.cli import OneLineParser, TrainProgress, console, user_errors
+from pipelines.cli import OneLineParser, TrainProgress, console, debug_requested, user_errors
 from recon.config import TrainConfig, add_dataclass_args, config_from_args
-from recon.distributed import dist_info
-from recon.training import TrainingError, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,10 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = config_from_args(TrainConfig, build_parser().parse_args(argv))
-    with user_errors(TrainingError):
-        cfg.validate()
-        summary = train(cfg, TrainProgress())
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(TrainConfig, args)
+    with user_errors(debug=debug_requested(args)):
+        # imported after parsing: --help and flag errors answer without loading torch
+        from recon.distributed import dist_info
+        from recon.training import train
+
+        summary = train(cfg, TrainProgress())  # checks the flags, then the files, before any work
         if dist_info().is_main:
             console.print(f"done: {summary['step']} steps in {summary['time']:.0f}s, best val IoU "
                           f"{summary['best_val_iou']:.4f}; checkpoints in {escape(cfg.out)}")

@@ -18,6 +18,8 @@ import math
 
 import torch
 
+from recon.choices import NUM_VIEWS
+
 __all__ = [
     "NUM_VIEWS",
     "AZIMUTH_STEP",
@@ -34,7 +36,6 @@ __all__ = [
     "pixel_centers",
 ]
 
-NUM_VIEWS = 24
 AZIMUTH_STEP = 15.0
 ELEVATION = 30.0
 DISTANCE = 2.732

@@ -21,14 +21,15 @@ from typing import Any
 
 import torch
 
-from recon.io import atomic_path
+from recon.errors import InputError
+from recon.io import OutputWriteError, atomic_path
 
 __all__ = ["CHECKPOINT_VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint"]
 
 CHECKPOINT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint is missing, corrupt or does not match what was asked for."""
 
 
@@ -56,7 +57,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     except RuntimeError as e:  # torch's writer reports a failed write (ENOSPC, EFBIG) as "unexpected pos"
         cause = _os_error(e)
         code = cause.errno if cause is not None and cause.errno else errno.EIO
-        raise OSError(code, os.strerror(code), str(path)) from None
+        raise OutputWriteError(code, os.strerror(code), str(path)) from None
     _fsync_dir(path.parent)
 
 

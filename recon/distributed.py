@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from recon.errors import ConfigError
+
 __all__ = ["DistInfo", "dist_info", "resolve_device", "init_distributed", "close_distributed", "all_reduce",
            "any_rank", "all_ranks", "barrier"]
 
@@ -45,13 +47,14 @@ def resolve_device(spec: str) -> torch.device:
     try:
         dev = torch.device(spec)
     except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"--device {spec!r}: not a device; expected auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(f"--device {spec!r}: not a device; expected auto, cpu, cuda or cuda:N") from None
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {spec!r}: unsupported device type {dev.type!r}; expected auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"--device {spec!r}: unsupported device type {dev.type!r}; expected auto, cpu, cuda or "
+                          "cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {spec}: CUDA is not available on this machine (use cpu or auto)")
+        raise ConfigError(f"--device {spec}: CUDA is not available on this machine (use cpu or auto)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise ConfigError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 

@@ -18,15 +18,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["OutputPathError", "check_output_file", "check_writable_file", "check_output_dir", "atomic_path", "atomic_write_bytes",
-           "NON_FINITE_NOTE", "json_text", "write_json"]
+from recon.errors import UserError
+
+__all__ = ["OutputPathError", "OutputWriteError", "check_output_file", "check_writable_file", "check_output_dir",
+           "atomic_path", "atomic_write_bytes", "NON_FINITE_NOTE", "json_text", "write_json"]
 
 # key added to a top-level JSON object some of whose values were NaN/inf: {dotted path: "nan" | "inf" | "-inf"}
 NON_FINITE_NOTE = "non_finite"
 
 
-class OutputPathError(ValueError):
+class OutputPathError(UserError, ValueError):
     """An output path that must not be written (a special file, a directory where a file is expected)."""
+
+
+class OutputWriteError(UserError, OSError):
+    """Writing an output failed (a full disk, a read-only or vanished directory): ``errno``,
+    ``strerror`` and ``filename`` as the ``OSError`` behind it; the message names the file."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: cannot write ({self.strerror})" if self.filename and self.strerror else \
+            super().__str__()
 
 
 def _kind(mode: int) -> str:
@@ -95,25 +106,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Raises:
         OutputPathError: ``path`` exists and is not a regular file (checked before and after writing).
+        OutputWriteError: an ``OSError`` while creating or writing the file (the disk is full, the
+            folder is read-only or gone), with its ``errno``.
     """
     path = check_output_file(path)
     if path.is_symlink() and path.is_file():  # write through the link to its (regular) target
         path = Path(os.path.realpath(path))
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:  # name the user's path, not the temp file's (read-only folder, full disk)
-        raise type(e)(e.errno, e.strerror, str(path)) from None
-    os.close(fd)
-    try:
+        os.close(fd)
         yield Path(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
         check_output_file(path)  # something may have appeared there while we wrote
         os.replace(tmp, path)
+    except OSError as e:
+        if isinstance(e, UserError):
+            raise
+        raise OutputWriteError(e.errno, e.strerror or str(e), str(path)) from e
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 

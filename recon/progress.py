@@ -26,6 +26,8 @@ from typing import Any, Callable, TextIO
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 
+from recon.errors import ConfigError
+
 __all__ = ["INTERVAL_ENV", "STEPS_ENV", "DEFAULT_INTERVAL_S", "MIN_GAP_S", "LineProgress", "progress_bar",
            "line_settings"]
 
@@ -50,7 +52,7 @@ def line_settings() -> tuple[float, int | None]:
         except ValueError:
             interval = math.nan
         if not (MIN_GAP_S <= interval <= 86400):
-            raise ValueError(f"{INTERVAL_ENV}={text!r}: expected seconds between progress lines in [1, 86400]")
+            raise ConfigError(f"{INTERVAL_ENV}={text!r}: expected seconds between progress lines in [1, 86400]")
     text = os.environ.get(STEPS_ENV, "").strip()
     steps = None
     if text:
@@ -59,7 +61,7 @@ def line_settings() -> tuple[float, int | None]:
         except ValueError:
             steps = 0
         if not 1 <= steps <= 10 ** 12:
-            raise ValueError(f"{STEPS_ENV}={text!r}: expected a whole number of steps between progress lines >= 1")
+            raise ConfigError(f"{STEPS_ENV}={text!r}: expected a whole number of steps between progress lines >= 1")
     return interval, steps
 
 

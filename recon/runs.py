@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from recon.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from recon.errors import InputError
 from recon.io import atomic_write_bytes, json_text
 from recon.models import Reconstructor
 
@@ -336,7 +337,7 @@ class MetricsLog:
 
 
 # -- the run lock -------------------------------------------------------------------------
-class RunLockedError(ValueError):
+class RunLockedError(InputError):
     """Another live process is writing the run directory."""
 
 

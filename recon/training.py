@@ -44,11 +44,14 @@ from recon import cameras
 from recon.budget import Plan
 from recon.checkpoint import CHECKPOINT_VERSION, CheckpointError
 from recon.colour import ColourObjective
-from recon.config import TrainConfig, save_config
-from recon.data.dataset import PairDataset
+from recon.config import TrainConfig, parse_views, save_config
+from recon.data.dataset import PairDataset, split_categories
+from recon.data.schema import validate as validate_dataset
 from recon.distributed import (all_ranks, all_reduce, any_rank, barrier, close_distributed, dist_info,
                                init_distributed, resolve_device)
+from recon.errors import UserError
 from recon.evaluate import evaluate
+from recon.io import check_output_dir
 from recon.losses import FlattenLoss, LaplacianLoss, multiview_iou_loss
 from recon.models import Reconstructor
 from recon.models.precision import PrecisionChoice, choose_training_precision
@@ -58,11 +61,11 @@ from recon.runs import (CKPT_DIR, MetricsLog, RunLock, check_resumable, clean_ru
 from recon.runtime import choose_threads, flush_denormals, tune_allocator
 from recon.signals import Interrupted, graceful_stop, ignore_stop_signals, signal_name
 
-__all__ = ["TrainingError", "schedule", "SilhouetteObjective", "make_optimizer", "gradients_finite",
-           "align_optimizer_state", "step_items", "StepSampler", "TrainHooks", "Trainer", "train"]
+__all__ = ["TrainingError", "check_train_inputs", "schedule", "SilhouetteObjective", "make_optimizer",
+           "gradients_finite", "align_optimizer_state", "step_items", "StepSampler", "TrainHooks", "Trainer", "train"]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot go on (e.g. repeated non-finite losses, a full disk); the message names the step."""
 
 
@@ -281,6 +284,21 @@ class TrainHooks:
         """Training finished (``summary``) or failed (None); files are closed after this."""
 
 
+def check_train_inputs(cfg: TrainConfig) -> list[int]:
+    """The files of a training, checked before anything is built: ``--out`` can become a run
+    directory, the dataset has train and val objects in every category, sound GT meshes (the
+    evaluation after training scores them) and ``--val-views`` fits it. What would otherwise fail
+    at the first validation, hours in, fails now (one line naming the flag or file).
+
+    Returns:
+        the validation view indices (``val_views`` resolved against the dataset's views).
+    """
+    check_output_dir(cfg.out, "--out")
+    info = validate_dataset(cfg.data, require_splits=("train", "val"), check_meshes=True)
+    split_categories(info, "train")
+    return parse_views(cfg.val_views, info.num_views, "--val-views")
+
+
 class Trainer:
     """One training, built from a ``TrainConfig``: data, model, renderer, objective, optimizer and the
     step counter (resumed from the run directory with ``cfg.resume``). Under ``torchrun`` it joins
@@ -288,7 +306,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, hooks: TrainHooks | None = None):
         self.cfg, self.hooks = cfg, hooks or TrainHooks()
-        self.val_views = cfg.validate()
+        cfg.validate()
+        self.val_views = check_train_inputs(cfg)
         self.dist = dist_info()
         self.rank, self.world, self.is_main = self.dist.rank, self.dist.world_size, self.dist.is_main
         self.device = init_distributed(resolve_device(cfg.device), self.dist)

@@ -70,8 +70,8 @@ def test_range_checks_reject_nan_fractions_and_bools():
 
 def test_demo_budget_below_the_minimum_is_refused_unless_steps_are_given(tmp_path):
     with pytest.raises(ValueError, match=r"--budget-minutes 0.01: expected a number in \[1, 10,080\]"):
-        DemoConfig(budget_minutes=0.01, out=str(tmp_path / "d")).validate()
-    DemoConfig(budget_minutes=0.01, iterations=40, out=str(tmp_path / "d")).validate()  # the budget is unused
+        DemoConfig.of(budget_minutes=0.01, out=str(tmp_path / "d")).validate()
+    DemoConfig.of(budget_minutes=0.01, iterations=40, out=str(tmp_path / "d")).validate()  # the budget is unused
 
 
 def test_eval_and_compare_flags_have_upper_bounds():
@@ -257,18 +257,19 @@ def test_an_unwritable_folder_is_reported_by_the_users_path(tmp_path, monkeypatc
         raise PermissionError(13, "Permission denied", str(tmp_path / ".out.h5.abc123.tmp"))
 
     monkeypatch.setattr(rio.tempfile, "mkstemp", refuse)
-    with pytest.raises(PermissionError) as e:
+    with pytest.raises(rio.OutputWriteError) as e:  # a user error (recon.errors), an OSError with the errno
         rio.atomic_write_bytes(tmp_path / "out.h5", b"x")
-    assert e.value.filename == str(tmp_path / "out.h5") and ".tmp" not in str(e.value)
+    assert e.value.errno == 13 and e.value.filename == str(tmp_path / "out.h5") and ".tmp" not in str(e.value)
 
 
 def test_convert_checks_that_out_can_be_written_before_any_work(tmp_path, monkeypatch):
-    from recon.data.convert import ConvertConfig
+    from recon.config import ConvertConfig
+    from recon.workflows.convert import convert
 
     (tmp_path / "regfile").write_text("")
     with pytest.raises(ValueError, match=rf"^--out {tmp_path / 'regfile' / 'x.h5'}: {tmp_path / 'regfile'} is not a "
                                          r"directory$"):
-        ConvertConfig("synthetic", out=str(tmp_path / "regfile" / "x.h5")).validate()
+        convert(ConvertConfig("synthetic", out=str(tmp_path / "regfile" / "x.h5")))
 
 
 def test_json_under_a_regular_file_names_the_file_that_is_not_a_directory(tmp_path):

@@ -353,7 +353,7 @@ def test_signals_at_random_moments(tmp_path):
 def test_nmr_converter_keeps_its_old_name():
     """``convert nmr`` was ``convert softras`` (the backend's name): both parse to the same command."""
     from pipelines.convert import build_parser
-    from recon.data.convert import ConvertConfig
+    from recon.config import ConvertConfig
 
     for name in ("nmr", "softras"):
         args = build_parser().parse_args([name, "--src", "s", "--out", "o.h5"])

@@ -18,8 +18,8 @@ def _losses(run: Path) -> list[float]:
 
 
 def test_calibration_fits_the_budget(tiny_dataset: str, tmp_path: Path) -> None:
-    cfg = DemoConfig(data=tiny_dataset, out=str(tmp_path / "run"), batch_size=2, device="cpu", threads=1,
-                     precision="fp32")
+    cfg = DemoConfig.of(data=tiny_dataset, out=str(tmp_path / "run"), batch_size=2, device="cpu", threads=1,
+                        precision="fp32")
     small = demo.calibrate(cfg, torch.device("cpu"), budget_s=1.0)
     assert small.iterations == demo.STEP_MULTIPLE  # the floor: a budget too small still trains
     assert small.precision == "fp32" and small.threads == 1 and small.step_s > 0 and small.val_s > 0
@@ -39,7 +39,7 @@ def test_budget_run_records_its_steps_and_the_flags_reproduce_it(tiny_dataset: s
 
     monkeypatch.setitem(RANGES["DemoConfig"], "budget_minutes", Range(0.001, 60, integer=False))
     common = dict(data=tiny_dataset, batch_size=2, device="cpu")
-    first = demo.run_demo(DemoConfig(out=str(tmp_path / "budget"), budget_minutes=0.01, **common))
+    first = demo.run_demo(DemoConfig.of(out=str(tmp_path / "budget"), budget_minutes=0.01, **common))
     training = first["training"]
     assert training["calibration"]["iterations"] == training["iterations"] == 8
     saved = json.loads((tmp_path / "budget" / "config.json").read_text())
@@ -48,13 +48,13 @@ def test_budget_run_records_its_steps_and_the_flags_reproduce_it(tiny_dataset: s
     assert training["reproduce"] == (f"--iterations 8 --decay-step {saved['decay_step']} --batch-size 2 --precision "
                                      f"{saved['precision']} --threads {saved['threads']} --lr 0.0005 --decay-at 0.6 "
                                      "--lr-schedule step")
-    again = demo.run_demo(DemoConfig(out=str(tmp_path / "again"), iterations=8, precision=saved["precision"],
-                                     threads=saved["threads"], decay_step=saved["decay_step"], **common))
+    again = demo.run_demo(DemoConfig.of(out=str(tmp_path / "again"), iterations=8, precision=saved["precision"],
+                                        threads=saved["threads"], decay_step=saved["decay_step"], **common))
     assert again["training"]["calibration"] is None
     assert _losses(tmp_path / "again") == _losses(tmp_path / "budget")
     assert again["mean_iou"] == first["mean_iou"]
     # rerunning the demo on its run directory reuses the run with its recorded settings: no new calibration
-    rerun = demo.run_demo(DemoConfig(out=str(tmp_path / "budget"), budget_minutes=5, **common))
+    rerun = demo.run_demo(DemoConfig.of(out=str(tmp_path / "budget"), budget_minutes=5, **common))
     assert rerun["training"]["calibration"] is None and rerun["training"]["iterations"] == 8
     assert _losses(tmp_path / "budget") == _losses(tmp_path / "again")
 

@@ -470,7 +470,7 @@ _EVAL_BAD = (
     + [("--split", v) for v in ["", "holdout"]] + [("--views", v) for v in ["", "0", "25", "abc", "nan", "-1", "1,99"]]
     + [("--backend", v) for v in ["", "x"]] + [("--impl", v) for v in ["", "x"]] + [("--encoder", v) for v in ["x"]]
     + [("--device", v) for v in ["", "gpu", "cuda:3"]]
-    + [("--max-per-category", v) for v in ["-1", "0", "nan", "abc"]] + [("--figures", v) for v in ["-1", "nan", "x"]]
+    + [("--max-per-category", v) for v in ["-1", "nan", "abc"]] + [("--figures", v) for v in ["-1", "nan", "x"]]
     + [("--json", v) for v in ["{tmp}", "{file}/x.json"]] + [("--out", v) for v in ["{file}"]]
 )
 

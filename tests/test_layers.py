@@ -3,7 +3,7 @@ cycle exists. Every module of ``recon/``, ``tools/`` and ``pipelines/`` is parse
 its imports count, those inside functions and ``if TYPE_CHECKING:`` blocks included (a function-level
 import must not hide a back edge).
 
-    core       recon (package), io, errors, signals, runtime, distributed, cameras, mesh
+    core       recon (package), io, errors, choices, names, progress, signals, runtime, distributed, cameras, mesh
     ops        recon.ops.*            plain-tensor functions + kernels, the JIT loader
     render     recon.render.*         renderer interface, registry, backends
     models     recon.models.*, losses, metrics, colour
@@ -32,8 +32,9 @@ LAYERS = ("core", "ops", "render", "models", "data", "train", "report", "workflo
 # module or package prefix -> layer; the longest matching prefix wins ("recon" names only the package
 # itself, so a new top-level module must be given a layer here).
 ASSIGN = {
-    "recon": "core", "recon.io": "core", "recon.errors": "core", "recon.signals": "core", "recon.runtime": "core",
-    "recon.distributed": "core", "recon.cameras": "core", "recon.mesh": "core", "recon.names": "core", "recon.progress": "core",
+    "recon": "core", "recon.io": "core", "recon.errors": "core", "recon.choices": "core", "recon.signals": "core",
+    "recon.runtime": "core", "recon.distributed": "core", "recon.cameras": "core", "recon.mesh": "core",
+    "recon.names": "core", "recon.progress": "core",
     "recon.ops": "ops",
     "recon.render": "render",
     "recon.models": "models", "recon.losses": "models", "recon.metrics": "models", "recon.colour": "models",

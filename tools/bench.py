@@ -409,8 +409,8 @@ def bench_protocols(batch: int = 64, repeats: int = 3) -> dict[str, float | str]
     spheres: ``softras/cpp`` (the C++ kernel), ``softras/torch`` (the tensor reference) and ``exact``
     (ray parity, ``recon.ops.voxelize_exact.voxelize``). An implementation that cannot run here gives the reason
     (a str) instead of a number."""
+    from recon.errors import ExtensionUnavailable
     from recon.ops.voxelize import voxelize_softras
-    from recon.render.base import BackendUnavailable
 
     verts, faces = deformed_spheres(batch, 3, "cpu")
     cpu = torch.device("cpu")
@@ -419,7 +419,7 @@ def bench_protocols(batch: int = 64, repeats: int = 3) -> dict[str, float | str]
         try:
             ms = time_fn(lambda: voxelize_softras(verts, faces, 32, impl), cpu, repeats)
             out[f"softras/{impl}"] = batch / (ms / 1e3)
-        except BackendUnavailable as e:
+        except ExtensionUnavailable as e:
             out[f"softras/{impl}"] = str(e).splitlines()[0]
     out["exact"] = batch / (time_fn(lambda: voxelize(verts, faces), cpu, repeats) / 1e3)
     return out

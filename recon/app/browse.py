@@ -29,6 +29,7 @@ from PIL import Image
 
 from recon.data.image_io import dataset_image_to_rgba
 from recon.data.schema import DatasetFormatError, validate
+from recon.errors import InputError
 from recon.mesh import voxels_to_mesh
 from recon.report.mesh_export import save_glb
 from recon.data.ground_truth import GroundTruth
@@ -42,7 +43,7 @@ COLUMNS = ["rank", "category", "object", "view", "IoU"]
 GT_COLOUR = (0.45, 0.75, 0.45)  # sRGB of ground-truth meshes in the page (predictions: their colours or grey)
 
 
-class EvalFileError(ValueError):
+class EvalFileError(InputError):
     """An eval JSON that cannot be browsed; the message names the file and what was expected."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from recon.errors import ConfigError
+
 __all__ = ["SHAPENET_CLASSES", "category_name", "resolve_categories"]
 
 # The 13 ShapeNet classes of the SoftRas/NMR renders; the synthetic dataset uses 8 of these ids.
@@ -40,7 +42,7 @@ def resolve_categories(requested: Iterable[str], available: Sequence[str], where
     for c in requested:
         key = c if c in available else next((k for k in available if category_name(k).lower() == c.lower()), None)
         if key is None:
-            raise ValueError(f"{where}: {kind} {c!r} not found; available: "
+            raise ConfigError(f"{where}: {kind} {c!r} not found; available: "
                              f"{', '.join(f'{k} ({category_name(k)})' for k in available)}")
         if key not in keys:
             keys.append(key)

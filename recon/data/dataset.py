@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from recon.data.schema import DatasetFormatError, DatasetInfo, validate
+from recon.errors import InputError
 
 __all__ = ["PairDataset", "ObjectRecord", "iter_objects", "split_categories"]
 
@@ -34,10 +35,10 @@ def split_categories(info: DatasetInfo, split: str, categories: Sequence[str] | 
         unknown = wanted - set(keys) - {info.categories[k] for k in keys}
         if unknown:
             valid = ", ".join(f"{k} ({info.categories[k]})" for k in keys)
-            raise ValueError(f"{info.path}: unknown categories {sorted(unknown)} in split {split!r}; valid: {valid}")
+            raise InputError(f"{info.path}: unknown categories {sorted(unknown)} in split {split!r}; valid: {valid}")
         keys = [k for k in keys if k in wanted or info.categories[k] in wanted]
     if not keys:
-        raise ValueError(f"{info.path}: split {split!r} has no objects")
+        raise InputError(f"{info.path}: split {split!r} has no objects")
     return keys
 
 

@@ -58,13 +58,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from recon.choices import FRAMINGS
+from recon.errors import ConfigError, InputError
+
 __all__ = ["ImageError", "FRAMINGS", "MIN_CONTRAST", "FillStats", "EMBEDDED_FILLS", "Framing", "PreparedImage",
            "load_rgba", "segment_foreground", "largest_component", "fill_holes", "object_fills", "object_centres",
            "object_box", "box_at", "placement", "frame_box", "render_input", "SourceImage", "load_source",
            "in_training_framing", "prepare_image", "frame_source", "dataset_image_to_rgba", "FILL_RANGE",
            "MAX_IMAGE_PIXELS"]
 
-FRAMINGS = ("auto", "as-is", "fill")
 MIN_CONTRAST = 24.0  # RGB distance (0..441) below which a pixel always counts as background
 _WORK_SIZE = 512     # images are reduced to at most this (longer side) before segmentation and framing
 _WIDE_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit (or 32-bit int) grayscale modes
@@ -82,7 +84,7 @@ _EMBEDDED_EXTREMES = (0.34, 0.98)
 _EMBEDDED_CENTRES = ((-0.031, -0.016), (0.031, 0.062), (-0.086, -0.070), (0.070, 0.109))
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An input image cannot be used; the message says why (without the file name)."""
 
 
@@ -118,7 +120,7 @@ class FillStats:
         shown = fills > 0
         fills = fills[shown]
         if fills.size == 0:
-            raise ValueError(f"{source}: no training image shows an object")
+            raise InputError(f"{source}: no training image shows an object")
         centres = object_centres(alpha)[shown]
         low, median, high = np.percentile(fills, [5, 50, 95])
         c_low, c_high = np.percentile(centres, [5, 95], axis=0)
@@ -150,14 +152,14 @@ class Framing:
 
     def __post_init__(self) -> None:
         if self.mode not in FRAMINGS:
-            raise ValueError(f"--framing {self.mode!r}: expected one of {', '.join(FRAMINGS)}")
+            raise ConfigError(f"--framing {self.mode!r}: expected one of {', '.join(FRAMINGS)}")
         if self.fill is not None:
             if self.mode != "fill":
-                raise ValueError(f"--fill applies to --framing fill only, not --framing {self.mode}")
+                raise ConfigError(f"--fill applies to --framing fill only, not --framing {self.mode}")
             if not FILL_RANGE[0] <= self.fill <= FILL_RANGE[1]:
-                raise ValueError(f"--fill {self.fill}: expected a fraction of the frame in [{FILL_RANGE[0]:g}, "
-                                 f"{FILL_RANGE[1]:g}] (the object's longer side over the frame's; training objects "
-                                 f"fill {EMBEDDED_FILLS.low:g}-{EMBEDDED_FILLS.high:g})")
+                raise ConfigError(f"--fill {self.fill}: expected a fraction of the frame in [{FILL_RANGE[0]:g}, "
+                                  f"{FILL_RANGE[1]:g}] (the object's longer side over the frame's; training objects "
+                                  f"fill {EMBEDDED_FILLS.low:g}-{EMBEDDED_FILLS.high:g})")
 
     @classmethod
     def from_flags(cls, mode: str | None, fill: float | None) -> "Framing":

@@ -53,6 +53,7 @@ from recon.names import shown as name_shown
 from recon.data.normalize import unit_cube_transform
 from recon.data.raster import render_views
 from recon.data.schema import SPLITS, VOXEL_RES, DatasetInfo, DatasetWriter, validate
+from recon.errors import ConfigError, InputError, MissingPathError, PathPermissionError
 from recon.ops.voxelize_exact import voxelize, winding_occupancy
 from recon.ops.voxelize import PROTOCOLS, SOFTRAS_IOU, grid_bounds
 from recon.data.ground_truth import ground_truth_grid
@@ -69,7 +70,7 @@ _BASE_WORKER_BYTES = 600 * 2 ** 20  # a worker's interpreter, torch and buffers 
 _BYTES_PER_FILE_BYTE = 12  # a worker's peak per byte of its largest mesh file (measured: 76 MB OBJ -> 1.0 GB)
 
 
-class MeshError(ValueError):
+class MeshError(InputError):
     """A mesh file cannot be used; the message is the reason."""
 
 
@@ -84,7 +85,7 @@ def _entries(folder: Path) -> list[os.DirEntry]:
         with os.scandir(folder) as it:
             return [e for e in it if not e.name.startswith(".")]
     except PermissionError:
-        raise PermissionError(f"{shown(folder)}: folder is not readable (permission denied)") from None
+        raise PathPermissionError(f"{shown(folder)}: folder is not readable (permission denied)") from None
 
 
 def _is_mesh(entry: os.DirEntry) -> bool:
@@ -113,7 +114,7 @@ def find_meshes(src_dir: str | os.PathLike, classes: Sequence[str] | None = None
     """
     src = Path(src_dir)
     if not src.is_dir():
-        raise FileNotFoundError(f"{shown(src)}: source directory not found")
+        raise MissingPathError(f"{shown(src)}: source directory not found")
     top = _entries(src)
     found = {e.name: _meshes_in(Path(e.path), True) for e in sorted(top, key=lambda e: e.name) if e.is_dir()}
     found = {k: v for k, v in found.items() if v}
@@ -121,8 +122,8 @@ def find_meshes(src_dir: str | os.PathLike, classes: Sequence[str] | None = None
     if not found:
         flat = _meshes_in(src, False)
         if not flat:
-            raise FileNotFoundError(f"{shown(src)}: no mesh files ({', '.join(MESH_EXTENSIONS)}) in it or its "
-                                    f"subfolders")
+            raise MissingPathError(f"{shown(src)}: no mesh files ({', '.join(MESH_EXTENSIONS)}) in it or its "
+                                   f"subfolders")
         found, folders = {src.resolve().name: flat}, {src.resolve().name: src.resolve()}
     elif any(_is_mesh(e) for e in top):
         warnings.warn(f"{shown(src)}: mesh files at the top level are ignored (categories are the subfolders)",
@@ -134,11 +135,11 @@ def find_meshes(src_dir: str | os.PathLike, classes: Sequence[str] | None = None
         try:
             key.encode("utf-8")
         except UnicodeEncodeError:
-            raise ValueError(f"{shown(folders[key])}: folder name is not valid UTF-8 (category names in the HDF5 "
+            raise InputError(f"{shown(folders[key])}: folder name is not valid UTF-8 (category names in the HDF5 "
                              f"file must be); rename the folder") from None
         problem = name_problem(key)
         if problem:
-            raise ValueError(f"{shown(folders[key])}: folder name {name_shown(key)} {problem} (it becomes the category "
+            raise InputError(f"{shown(folders[key])}: folder name {name_shown(key)} {problem} (it becomes the category "
                              f"name); rename the folder")
     return found
 
@@ -317,11 +318,11 @@ def parse_split(split: str | Sequence[float], flag: str = "split") -> tuple[floa
     try:
         ratios = tuple(float(x) for x in (split.split(",") if isinstance(split, str) else split))
     except (TypeError, ValueError):
-        raise ValueError(f"{flag} {text!r}: expected three comma-separated numbers such as 0.8,0.1,0.1") from None
+        raise ConfigError(f"{flag} {text!r}: expected three comma-separated numbers such as 0.8,0.1,0.1") from None
     if len(ratios) != 3 or any(not math.isfinite(x) or x < 0 for x in ratios) or abs(sum(ratios) - 1) > 1e-6:
-        raise ValueError(f"{flag} {text!r}: expected three non-negative train,val,test ratios summing to 1")
+        raise ConfigError(f"{flag} {text!r}: expected three non-negative train,val,test ratios summing to 1")
     if ratios[0] <= 0:
-        raise ValueError(f"{flag} {text!r}: the train ratio must be positive (every category needs train objects)")
+        raise ConfigError(f"{flag} {text!r}: the train ratio must be positive (every category needs train objects)")
     return ratios  # type: ignore[return-value]
 
 
@@ -385,7 +386,7 @@ def convert_meshes(
             starts = np.cumsum([0] + counts)
             plan[key] = {s: sorted(ok[starts[i]:starts[i + 1]]) for i, s in enumerate(SPLITS)}
         if not plan:
-            raise ValueError(f"{shown(src_dir)}: no usable meshes ({len(skipped)} skipped: "
+            raise InputError(f"{shown(src_dir)}: no usable meshes ({len(skipped)} skipped: "
                              + "; ".join(f"{shown(Path(p).name)}: {r}" for p, r in skipped[:3])
                              + ("; ..." if len(skipped) > 3 else "") + ")")
         # Pass 2: render + voxelize, written in a fixed order.
@@ -415,7 +416,7 @@ def convert_meshes(
                         trained.add(key)
             lost = [key for key in plan if key not in trained]
             if lost:  # every train mesh of a category failed late: refuse rather than write an invalid file
-                raise ValueError(f"{shown(src_dir)}: category {lost[0]!r} has no usable train mesh (its train files "
+                raise InputError(f"{shown(src_dir)}: category {lost[0]!r} has no usable train mesh (its train files "
                                  f"failed to convert; every category needs train objects); nothing written")
     if skipped:
         more = f"; ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""

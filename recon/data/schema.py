@@ -48,6 +48,8 @@ import h5py
 import numpy as np
 
 from recon import cameras
+from recon.choices import SPLITS
+from recon.errors import InputError
 from recon.io import atomic_path
 from recon.names import name_problem, object_id_problem, shown
 from recon.ops.voxelize import SOFTRAS_IOU, PROTOCOL_ALIASES, PROTOCOLS, STORED_NAMES, check_protocol
@@ -74,14 +76,13 @@ __all__ = [
 FORMAT = "recon-hdf5"
 VERSION = 2  # what DatasetWriter writes
 READABLE_VERSIONS = (1, 2)
-SPLITS = ("train", "val", "test")
 VOXEL_RES = 32
 VOXELS_PROTOCOL_ATTR = "protocol"  # attribute of a grid: the 3D-IoU protocol it was made under
 MESH_VERTS, MESH_FACES, MESH_OFFSETS = "mesh_verts", "mesh_faces", "mesh_offsets"
 _MESH_KEYS = (MESH_VERTS, MESH_FACES, MESH_OFFSETS)
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(InputError):
     """A dataset file is missing, unreadable or does not follow format v1/v2. The message is one
     line naming the file, the dataset path inside it and what was expected."""
 

@@ -35,6 +35,7 @@ from recon.data.categories import category_name, resolve_categories
 from recon.data.schema import SPLITS, VOXEL_RES, DatasetInfo, DatasetWriter, validate
 from recon.ops.voxelize import SOFTRAS_IOU
 from recon.data.voxel_axes import NMR_AXES, apply_axes, canonical_axes, detect_axes
+from recon.errors import InputError, MissingPathError, PathPermissionError
 from recon.names import name_problem, shown
 from recon.progress import progress_bar
 from recon.signals import check
@@ -46,7 +47,7 @@ VOXELS_TAIL = (VOXEL_RES,) * 3
 _AUTO_OBJECTS = 4  # objects per class that detect_axes scores
 
 
-class NpzFormatError(ValueError):
+class NpzFormatError(InputError):
     """An input ``.npz`` is missing, unreadable or has the wrong shape/dtype (one-line message)."""
 
 
@@ -155,16 +156,20 @@ def _read_pairs(images: Path, voxels: Path):
 def _find_inputs(src: Path, classes: Sequence[str] | None,
                  splits: Sequence[str]) -> dict[str, dict[str, tuple[Path, Path]]]:
     if not src.is_dir():
-        raise FileNotFoundError(f"{src}: source directory not found")
+        raise MissingPathError(f"{src}: source directory not found")
     pattern = re.compile(r"^(?P<cls>[^_]+)_(?P<split>train|val|test)_(?P<kind>images|voxels)\.npz$")
     found: dict[str, dict[str, dict[str, Path]]] = {}
-    for p in sorted(src.iterdir()):
+    try:
+        entries = sorted(src.iterdir())
+    except PermissionError:
+        raise PathPermissionError(f"{src}: folder is not readable (permission denied)") from None
+    for p in entries:
         m = pattern.match(p.name)
         if m and m["split"] in splits:
             found.setdefault(m["cls"], {}).setdefault(m["split"], {})[m["kind"]] = p
     if not found:
-        raise FileNotFoundError(f"{src}: no <classid>_<split>_images.npz / _voxels.npz files for splits "
-                                f"{', '.join(splits)}")
+        raise MissingPathError(f"{src}: no <classid>_<split>_images.npz / _voxels.npz files for splits "
+                               f"{', '.join(splits)}")
     if classes:
         found = {k: found[k] for k in sorted(resolve_categories(classes, sorted(found), str(src), kind="class"))}
     out: dict[str, dict[str, tuple[Path, Path]]] = {}

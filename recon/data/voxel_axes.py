@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from recon import cameras
+from recon.errors import ConfigError
 
 __all__ = ["NMR_AXES", "IDENTITY_AXES", "AXIS_SPECS", "parse_axes", "canonical_axes", "apply_axes", "to_source_axes",
            "axes_matrix", "score_axes", "detect_axes"]
@@ -53,7 +54,7 @@ def parse_axes(spec: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     s = {"nmr": NMR_AXES, "identity": IDENTITY_AXES, "ours": IDENTITY_AXES}.get(s, s)
     m = re.fullmatch(r"([+-]?)([xyz])([+-]?)([xyz])([+-]?)([xyz])", s)
     if not m or len({m.group(2), m.group(4), m.group(6)}) != 3:
-        raise ValueError(f"invalid voxel axes {spec!r}: expected 'auto', 'nmr', 'identity' or a signed "
+        raise ConfigError(f"invalid voxel axes {spec!r}: expected 'auto', 'nmr', 'identity' or a signed "
                          f"permutation of x, y, z such as '+y+x-z'")
     perm = tuple("xyz".index(m.group(k)) for k in (2, 4, 6))
     signs = tuple(-1 if m.group(k) == "-" else 1 for k in (1, 3, 5))

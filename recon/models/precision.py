@@ -24,21 +24,10 @@ from pathlib import Path
 
 import torch
 
+from recon.choices import COMPUTE_PRECISIONS, PRECISION_HELP, PRECISIONS, check_precision
+
 __all__ = ["PRECISIONS", "COMPUTE_PRECISIONS", "PRECISION_HELP", "check_precision", "native_bf16", "autocast",
            "PrecisionChoice", "time_precisions", "choose_training_precision", "inference_precision"]
-
-PRECISIONS = ("auto", "fp32", "bf16")
-COMPUTE_PRECISIONS = ("fp32", "bf16")  # what ``auto`` resolves to
-
-PRECISION_HELP = ("auto | fp32 | bf16: bf16 autocasts the encoder/decoder (weights, optimizer, renderer, "
-                  "losses stay fp32); auto = bf16 where native and measured faster")
-
-
-def check_precision(precision: str, flag: str = "--precision", allow_auto: bool = True) -> None:
-    """One-line ValueError naming ``flag`` unless ``precision`` is a known precision."""
-    valid = PRECISIONS if allow_auto else COMPUTE_PRECISIONS
-    if precision not in valid:
-        raise ValueError(f"{flag} {precision!r} unknown; expected one of {', '.join(valid)}")
 
 
 def _cpu_flags() -> set[str]:

@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from recon.errors import ConfigError
 from recon.ops.unavailable import BackendUnavailable
 
 __all__ = ["IMPLS", "CHOICES", "KERNEL_DEVICE", "ImplChoice"]
@@ -72,7 +73,7 @@ class ImplChoice:
             BackendUnavailable: a forced kernel ("cpp", "cuda") cannot be built or run here.
         """
         if impl not in CHOICES:
-            raise ValueError(f"unknown {self.label} impl {impl!r}; valid impls: {', '.join(CHOICES)}")
+            raise ConfigError(f"unknown {self.label} impl {impl!r}; valid impls: {', '.join(CHOICES)}")
         if impl == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailable(f"{self.label} impl 'cuda' needs a CUDA device, but torch.cuda.is_available() "
                                      "is False (use impl='cpp', 'torch' or 'auto')")
@@ -86,10 +87,10 @@ class ImplChoice:
             ValueError: unknown impl, or a kernel asked for tensors of another device.
         """
         if requested not in CHOICES:
-            raise ValueError(f"unknown {self.label} impl {requested!r}; valid impls: {', '.join(CHOICES)}")
+            raise ConfigError(f"unknown {self.label} impl {requested!r}; valid impls: {', '.join(CHOICES)}")
         if requested != "auto":
             if requested in KERNEL_DEVICE and device.type != KERNEL_DEVICE[requested]:
-                raise ValueError(f"{self.label} impl {requested!r} runs on {KERNEL_DEVICE[requested]} tensors, got "
+                raise ConfigError(f"{self.label} impl {requested!r} runs on {KERNEL_DEVICE[requested]} tensors, got "
                                  f"{device.type} tensors (use impl='auto' to follow the input)")
             return requested
         kernel = "cuda" if device.type == "cuda" else "cpp"

@@ -6,7 +6,7 @@ is compiled on first use with ``torch.utils.cpp_extension.load`` into
 cached for the process. ``<key>`` hashes the sources, every file of the include folders, their
 location, the flags, the compiler and the Python and torch versions, so checkouts and versions
 never share (or overwrite) a build. A missing compiler, ninja, nvcc or CUDA, or a failed build,
-raises :class:`~recon.render.base.BackendUnavailable` (``"<label> unavailable: <reason>"``, with the
+raises the spec's :class:`~recon.errors.ExtensionUnavailable` (``"<label> unavailable: <reason>"``, with the
 compiler's error tail), also remembered for the process.
 
 Builds survive killed builders. ``torch.utils.cpp_extension`` serialises builds of one folder with
@@ -36,7 +36,7 @@ from types import ModuleType
 
 import torch
 
-from recon.ops.unavailable import BackendUnavailable
+from recon.errors import ExtensionUnavailable
 
 __all__ = ["CPU_FLAGS", "JitSpec", "build_dir", "missing_toolchain", "load"]
 
@@ -46,8 +46,8 @@ __all__ = ["CPU_FLAGS", "JitSpec", "build_dir", "missing_toolchain", "load"]
 # passing 32-byte double vectors between inline helpers.
 CPU_FLAGS = ("-O3", "-fopenmp", "-ffp-contract=off", "-Wno-psabi")
 _ERROR_TAIL = 3000
-# Per-process cache: module name -> loaded module, or the BackendUnavailable that building it raised.
-_CACHE: dict[str, ModuleType | BackendUnavailable] = {}
+# Per-process cache: module name -> loaded module, or the ExtensionUnavailable that building it raised.
+_CACHE: dict[str, ModuleType | ExtensionUnavailable] = {}
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class JitSpec:
         include_dirs: header folders (every file in them is part of the build key).
         cflags, cuda_flags, ldflags: compiler / nvcc / linker flags.
         cuda: compiled with nvcc: needs a CUDA build of torch, a GPU and the CUDA toolkit.
+        unavailable: the error a failed build raises (the caller's ``ExtensionUnavailable`` subclass:
+            the renderer's kernels raise ``BackendUnavailable``, the voxelizer its own).
     """
 
     name: str
@@ -71,6 +73,7 @@ class JitSpec:
     cuda_flags: tuple[str, ...] = ()
     ldflags: tuple[str, ...] = ("-fopenmp",)
     cuda: bool = False
+    unavailable: type[ExtensionUnavailable] = ExtensionUnavailable
 
 
 def build_dir(name: str, key: str = "") -> Path:
@@ -149,7 +152,7 @@ def exclusive_build(folder: Path) -> Iterator[None]:
 
 def _build(spec: JitSpec, verbose: bool) -> ModuleType:
     # imported on the first build, not at the top: it pulls in setuptools, and a missing setuptools
-    # must become BackendUnavailable (below), not an import error of the renderer
+    # must become ExtensionUnavailable (below), not an import error of the renderer
     from torch.utils import cpp_extension
 
     folder = build_dir(spec.name, build_key(spec))
@@ -174,10 +177,11 @@ def load(spec: JitSpec, verbose: bool = False) -> ModuleType:
         spec: what to build.
         verbose: print the compiler commands.
     Raises:
-        BackendUnavailable: no compiler / ninja (/ nvcc / CUDA for a CUDA build), or the build failed.
+        spec.unavailable (an ExtensionUnavailable): no compiler / ninja (/ nvcc / CUDA for a CUDA build), or
+            the build failed.
     """
     cached = _CACHE.get(spec.name)
-    if isinstance(cached, BackendUnavailable):
+    if isinstance(cached, ExtensionUnavailable):
         raise cached
     if cached is not None:
         return cached
@@ -189,6 +193,6 @@ def load(spec: JitSpec, verbose: bool = False) -> ModuleType:
         except (RuntimeError, OSError, ImportError, subprocess.SubprocessError) as e:  # build or load failure
             reason = (f"building {spec.name} failed (build dir from $RECON_EXT_DIR or "
                       f"~/.cache/recon/torch_extensions):\n{str(e)[-_ERROR_TAIL:]}")
-    err = BackendUnavailable(f"{spec.label} unavailable: {reason}")
+    err = spec.unavailable(f"{spec.label} unavailable: {reason}")
     _CACHE[spec.name] = err
     raise err

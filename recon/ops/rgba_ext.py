@@ -13,6 +13,7 @@ factor is below ``exp(-40)`` next to their pixel's heaviest (``rgba_math.h``): e
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -22,6 +23,7 @@ from torch.autograd.function import once_differentiable
 from recon.ops import jit
 from recon.ops.checks import kernel_inputs
 from recon.ops.rgba_soft_torch import check_rgba_inputs
+from recon.ops.unavailable import BackendUnavailable
 
 __all__ = ["KINDS", "extension_name", "load_extension", "soft_rgba_ext", "dibr_rgba_ext"]
 
@@ -59,7 +61,7 @@ def load_extension(kind: str = "cpp", verbose: bool = False) -> ModuleType:
     Raises:
         BackendUnavailable: no compiler / ninja / nvcc / CUDA, or the build failed.
     """
-    return jit.load(_spec(kind), verbose)
+    return jit.load(replace(_spec(kind), unavailable=BackendUnavailable), verbose)
 
 
 class _SoftRGBA(torch.autograd.Function):

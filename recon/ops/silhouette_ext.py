@@ -16,6 +16,7 @@ always deterministic.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -24,6 +25,7 @@ from torch.autograd.function import once_differentiable
 
 from recon.ops import jit
 from recon.ops.checks import kernel_inputs
+from recon.ops.unavailable import BackendUnavailable
 
 __all__ = ["KINDS", "EMULATION", "PARITY_FWD_ATOL", "PARITY_GRAD_RTOL", "extension_name", "load_extension",
            "bin_faces", "soft_silhouette_ext"]
@@ -77,7 +79,7 @@ def load_extension(kind: str = "cpp", verbose: bool = False) -> ModuleType:
     Raises:
         BackendUnavailable: no compiler / ninja / nvcc / CUDA, or the build failed.
     """
-    return jit.load(_spec(kind), verbose)
+    return jit.load(replace(_spec(kind), unavailable=BackendUnavailable), verbose)
 
 
 class _SoftSilhouette(torch.autograd.Function):

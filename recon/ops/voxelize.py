@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from recon.choices import (DEFAULT_PROTOCOL, PROTOCOL_ALIASES, PROTOCOL_CHOICES, PROTOCOLS, SOFTRAS_IOU, STORED_NAMES,
+                           check_protocol, stored_name)
 from recon.ops.voxelize_exact import voxelize as voxelize_exact
 from recon.ops.voxelize_softras import softras_grid_coords, voxelize_softras, voxelize_softras_reference
 
@@ -36,27 +38,6 @@ __all__ = [
     "check_protocol",
     "grid_bounds",
 ]
-
-SOFTRAS_IOU = "softras-iou"
-PROTOCOLS = (SOFTRAS_IOU, "exact")
-DEFAULT_PROTOCOL = SOFTRAS_IOU
-PROTOCOL_ALIASES = {"softras": SOFTRAS_IOU}  # earlier names -> today's
-PROTOCOL_CHOICES = PROTOCOLS + tuple(PROTOCOL_ALIASES)  # what a --protocol flag accepts
-STORED_NAMES = {SOFTRAS_IOU: "softras", "exact": "exact"}  # the names HDF5 files store (format unchanged)
-
-
-def check_protocol(protocol: str, flag: str = "--protocol") -> str:
-    """The protocol ``protocol`` names (an alias gives today's name), else a one-line ValueError naming ``flag``."""
-    name = PROTOCOL_ALIASES.get(protocol, protocol)
-    if name not in PROTOCOLS:
-        raise ValueError(f"{flag} {protocol!r}: unknown 3D-IoU protocol; valid: {', '.join(PROTOCOLS)} "
-                         f"({', '.join(f'{a} = {b}' for a, b in PROTOCOL_ALIASES.items())})")
-    return name
-
-
-def stored_name(protocol: str) -> str:
-    """How dataset files name ``protocol`` (its grid's ``protocol`` attribute and ``voxels_<name>``)."""
-    return STORED_NAMES[check_protocol(protocol, "protocol")]
 
 
 def grid_bounds(protocol: str, resolution: int = 32) -> tuple[float, float]:

@@ -253,18 +253,18 @@ def voxelize_softras(verts: torch.Tensor, faces: torch.Tensor, resolution: int =
         (B, R, R, R) bool on ``verts.device``, ``[b, i, j, k]`` <-> (x, y, z).
     Raises:
         ValueError: bad inputs (as the reference) or an unknown ``impl``.
-        recon.render.base.BackendUnavailable: ``impl="cpp"`` and the kernel cannot be built.
+        recon.ops.voxelize_softras_ext.VoxelizerUnavailable: ``impl="cpp"`` and the kernel cannot be built.
     """
     global _WARNED_FALLBACK
     if impl not in IMPLS:
         raise ValueError(f"voxelize_softras: unknown impl {impl!r}; valid: {', '.join(IMPLS)}")
     if impl == "torch":
         return voxelize_softras_reference(verts, faces, resolution)
-    from recon.ops.voxelize_softras_ext import BackendUnavailable, load_voxel_extension
+    from recon.ops.voxelize_softras_ext import VoxelizerUnavailable, load_voxel_extension
 
     try:
         module = load_voxel_extension()
-    except BackendUnavailable as e:
+    except VoxelizerUnavailable as e:
         if impl == "cpp":
             raise
         if not _WARNED_FALLBACK:

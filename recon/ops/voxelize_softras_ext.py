@@ -2,8 +2,9 @@
 
 Built on first use by :mod:`recon.ops.jit` (the loader of the renderer's kernels) into
 ``$RECON_EXT_DIR/recon_softras_voxel/<key>`` (default ``~/.cache/recon/torch_extensions/...``). A
-missing compiler or a failed build raises :class:`~recon.render.base.BackendUnavailable` with the
-reason, remembered for the process.
+missing compiler or a failed build raises :class:`VoxelizerUnavailable` (an
+:class:`~recon.errors.ExtensionUnavailable`, not the renderer's error) with the reason, remembered for
+the process.
 """
 
 from __future__ import annotations
@@ -11,15 +12,21 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
+from recon.errors import ExtensionUnavailable
 from recon.ops import jit
-from recon.ops.unavailable import BackendUnavailable
 
-__all__ = ["BackendUnavailable", "EXTENSION_NAME", "load_voxel_extension"]
+__all__ = ["VoxelizerUnavailable", "EXTENSION_NAME", "load_voxel_extension"]
+
+
+class VoxelizerUnavailable(ExtensionUnavailable):
+    """The voxelization kernel cannot be built or loaded here; the message says why."""
+
 
 EXTENSION_NAME = "recon_softras_voxel"
 # jit.CPU_FLAGS: -ffp-contract=off and no -ffast-math, so the column test rounds exactly like the reference.
 _SPEC = jit.JitSpec(EXTENSION_NAME, "softras voxelization kernel",
-                    (Path(__file__).resolve().parent / "csrc" / "voxelize" / "softras_voxel.cpp",))
+                    (Path(__file__).resolve().parent / "csrc" / "voxelize" / "softras_voxel.cpp",),
+                    unavailable=VoxelizerUnavailable)
 
 
 def load_voxel_extension(verbose: bool = False) -> ModuleType:
@@ -28,6 +35,6 @@ def load_voxel_extension(verbose: bool = False) -> ModuleType:
     Returns:
         The extension module with ``voxelize(coords, faces, resolution)``.
     Raises:
-        BackendUnavailable: no compiler / ninja, or the build failed.
+        VoxelizerUnavailable: no compiler / ninja, or the build failed.
     """
     return jit.load(_SPEC, verbose)

@@ -19,6 +19,8 @@ import importlib
 import inspect
 from typing import Callable
 
+from recon.choices import RGBA_BACKENDS
+from recon.errors import ConfigError
 from recon.render.base import BackendUnavailable, RasterSettings, Renderer
 
 __all__ = ["BackendUnavailable", "RasterSettings", "Renderer", "BACKENDS", "RGBA_BACKENDS", "get_renderer",
@@ -32,8 +34,7 @@ BACKENDS: dict[str, str] = {
     "dibr": "recon.render.dibr:make_renderer",
 }
 
-# backends whose renderer has ``rgba`` (a colour render)
-RGBA_BACKENDS: tuple[str, ...] = ("softras", "dibr")
+# RGBA_BACKENDS (recon.choices): the backends whose renderer has ``rgba`` (a colour render)
 
 _SETTING_FIELDS = set(RasterSettings.__dataclass_fields__)
 # options every caller may pass to get_renderer whatever the backend: name -> the value that means "no choice"
@@ -42,7 +43,7 @@ COMMON_OPTIONS: dict[str, object] = {"impl": "auto"}
 
 def _factory(name: str) -> Callable[..., Renderer]:
     if name not in BACKENDS:
-        raise ValueError(f"unknown rendering backend {name!r}; valid backends: {', '.join(sorted(BACKENDS))}")
+        raise ConfigError(f"unknown rendering backend {name!r}; valid backends: {', '.join(sorted(BACKENDS))}")
     module, attr = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -67,7 +68,7 @@ def get_renderer(name: str = "softras", **opts) -> Renderer:
         if key in backend_opts and key not in accepted:
             value = backend_opts.pop(key)
             if value not in (default, None):
-                raise ValueError(f"--{key} {value!r} applies only to backends that have it; "
+                raise ConfigError(f"--{key} {value!r} applies only to backends that have it; "
                                  f"the {name} backend has no {key} option (leave it at {default!r})")
     return factory(settings, **backend_opts)
 

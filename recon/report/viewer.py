@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from recon import cameras
+from recon.errors import InputError
 from recon.io import atomic_write_bytes
 from recon.report.mesh_export import DEFAULT_GREY
 from recon.report.figures import MANIFEST_NAME, prediction_mesh_name
@@ -195,12 +196,12 @@ def viewer_items_from_meshes(mesh_dir: str | os.PathLike, page_dir: str | os.Pat
     try:
         entries = json.loads(manifest.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{manifest}: cannot read the predictions manifest ({e})") from None
+        raise InputError(f"{manifest}: cannot read the predictions manifest ({e})") from None
     items = []
     for e in entries:
         for name in e["files"].values():  # the manifest names files beside it, never a path elsewhere
             if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
-                raise ValueError(f"{manifest}: file name {name!r} is not a plain file name in {mesh_dir}")
+                raise InputError(f"{manifest}: file name {name!r} is not a plain file name in {mesh_dir}")
         ply = mesh_dir / e["files"]["ply"]
         mesh = trimesh.load(ply, process=False, force="mesh")
         colours = np.asarray(mesh.visual.vertex_colors, np.float32)[:, :3] / 255.0

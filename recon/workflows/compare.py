@@ -40,18 +40,21 @@ from typing import Any, Callable, Sequence
 
 from recon.checkpoint import CheckpointError, load_checkpoint
 from recon.colour import COLOUR_METRICS
-from recon.config import CompareConfig, EvalConfig, TrainConfig
+from recon.config import CompareConfig, EvalConfig, TrainConfig, parse_views
+from recon.data.dataset import split_categories
+from recon.data.schema import DatasetInfo, validate
 from recon.ops.voxelize import SOFTRAS_IOU
 from recon.distributed import resolve_device
+from recon.errors import ConfigError, InputError
+from recon.io import atomic_path, atomic_write_bytes, check_output_dir, write_json
 from recon.workflows.eval import evaluate_run
-from recon.io import atomic_path, atomic_write_bytes, write_json
 from recon.published import published_rows
 from recon.report import finite, html_report, markdown_table, plot_curves, viewer_items_from_meshes
 from recon.runs import read_metrics, resolve_checkpoint, step_checkpoints
 from recon.training import TrainHooks, train
 
 __all__ = ["SOFTRAS_CLASSES", "REPORT6_CLASSES", "PRESETS", "preset_defaults", "RunPlan", "plan_run",
-           "train_seconds", "eval_config", "command_line", "run_comparison"]
+           "train_seconds", "check_compare_inputs", "check_classes", "eval_config", "command_line", "run_comparison"]
 
 # Experiment-defining settings: a run reused or resumed by a comparison must agree on these.
 _SAME = ("encoder", "backend", "seed", "batch_size", "lr", "lambda_lap", "lambda_flat", "sigma", "eps", "decay_at",
@@ -85,7 +88,7 @@ _PUBLISHED_PRESETS = ("softras-shapenet", "report-6")
 def preset_defaults(name: str) -> dict[str, Any]:
     """The flag values of preset ``name`` (plus ``preset``); ValueError listing the presets for an unknown one."""
     if name not in PRESETS:
-        raise ValueError(f"--preset {name!r} unknown; valid presets: {', '.join(PRESETS)}")
+        raise ConfigError(f"--preset {name!r} unknown; valid presets: {', '.join(PRESETS)}")
     return {**PRESETS[name], "preset": name}
 
 
@@ -129,7 +132,7 @@ def plan_run(cfg: CompareConfig, encoder: str) -> RunPlan:
     if saved and not _same_data(str(saved.get("data")), want.data):
         diff.insert(0, f"data={saved.get('data')!r} (asked {want.data!r})")
     if diff:
-        raise ValueError(f"{run_dir} holds a run with other settings: {', '.join(diff)}; "
+        raise InputError(f"{run_dir} holds a run with other settings: {', '.join(diff)}; "
                          f"choose another --out or matching flags")
     steps = 0
     try:
@@ -145,7 +148,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable run config ({e})") from None
+        raise InputError(f"{path}: not a readable run config ({e})") from None
     return raw if isinstance(raw, dict) else {}
 
 
@@ -163,6 +166,33 @@ def train_seconds(records: Sequence[dict[str, Any]]) -> float | None:
     return None if prev_t is None else total + prev_t
 
 
+def check_compare_inputs(cfg: CompareConfig) -> None:
+    """The files of a comparison, before any training: ``--out`` can be written, the dataset has
+    the splits it needs in every category (and exactly ``--classes``), the views fit it."""
+    check_output_dir(cfg.out, "--out")
+    info = validate(cfg.train.data, require_splits=("train", "val", cfg.split), check_meshes=True)
+    split_categories(info, "train")
+    if cfg.classes:
+        check_classes(info, cfg.classes, cfg.preset)
+    parse_views(cfg.views, info.num_views, "--views")
+    parse_views(cfg.train.val_views, info.num_views, "--val-views")
+
+
+def check_classes(info: DatasetInfo, classes: str, preset: str | None) -> None:
+    """The dataset holds exactly the categories of ``--classes`` (keys or names), else a one-line error."""
+    wanted = [c.strip() for c in classes.split(",") if c.strip()]
+    have = {key: name for key, name in info.categories.items()}
+    missing = [c for c in wanted if c not in have and c not in have.values()]
+    extra = [k for k, n in have.items() if k not in wanted and n not in wanted]
+    if missing or extra:
+        what = (f"lacks {', '.join(missing)}" if missing else "") + ("; " if missing and extra else "") + \
+            (f"also holds {', '.join(f'{k} ({have[k]})' for k in extra)}" if extra else "")
+        source = f"--preset {preset}" if preset else "--classes"
+        raise InputError(f"{info.path}: {source} needs exactly the categories {','.join(wanted)}; the dataset {what} "
+                         f"(convert with: python -m pipelines.convert softras --src DIR --out FILE --classes "
+                         f"{','.join(wanted)})")
+
+
 def eval_config(cfg: CompareConfig, plan: RunPlan) -> EvalConfig:
     """How a comparison evaluates one run: its ``--checkpoint best|last``, the comparison's split,
     views and metrics; the eval JSON and figures go into the run directory as ``pipelines.eval``'s would."""
@@ -170,7 +200,7 @@ def eval_config(cfg: CompareConfig, plan: RunPlan) -> EvalConfig:
     return EvalConfig(checkpoint=str(ckpt), data=cfg.train.data, split=cfg.split, views=cfg.views,
                       backend=cfg.train.backend, impl=cfg.train.impl, protocol=cfg.protocol, encoder=plan.encoder,
                       device=cfg.train.device, precision=cfg.train.precision,
-                      max_per_category=cfg.max_per_category or None, full_metrics=cfg.full_metrics,
+                      max_per_category=cfg.max_per_category, full_metrics=cfg.full_metrics,
                       figures=cfg.figures)
 
 
@@ -211,7 +241,12 @@ def run_comparison(cfg: CompareConfig, train_hooks: Callable[[RunPlan], TrainHoo
         The table.json record.
     """
     encoders = cfg.validate()
+    check_compare_inputs(cfg)
     say = note or (lambda text: None)
+    preset = f" (preset {cfg.preset})" if cfg.preset else ""
+    say(f"recon compare{preset} {', '.join(encoders)} on {cfg.train.data}: {cfg.train.iterations} steps each, seed "
+        f"{cfg.train.seed}, batch size {cfg.train.batch_size}, lr {cfg.train.lr}, 3D IoU protocol {cfg.protocol} on "
+        f"{cfg.split} -> {cfg.out}")
     plans = [plan_run(cfg, e) for e in encoders]  # check every run directory before training any
     for plan in plans:
         if plan.action == "reuse":

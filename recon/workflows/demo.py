@@ -32,6 +32,7 @@ from recon.config import DemoConfig, EvalConfig, TrainConfig
 from recon.data.schema import DatasetFormatError, validate
 from recon.data.synthetic import build_synthetic, split_sizes
 from recon.distributed import resolve_device
+from recon.io import check_output_dir
 from recon.workflows.eval import evaluate_run
 from recon.runs import step_checkpoints
 from recon.training import Trainer, TrainHooks, train
@@ -63,14 +64,15 @@ class Calibration:
 
 def demo_train_config(cfg: DemoConfig, device_type: str, iterations: int, precision: str | None = None,
                       threads: int | None = None, decay_step: int | None = None) -> TrainConfig:
-    """The demo's training of ``iterations`` steps: the device's batch (unless ``--batch-size``),
-    validation ``VALIDATIONS`` times per run, resumed when the run directory holds checkpoints."""
-    return TrainConfig(data=cfg.data, out=cfg.out, encoder=cfg.encoder, iterations=iterations,
-                       batch_size=cfg.batch_size or DEMO_BATCH[device_type], lr=cfg.lr, decay_at=cfg.decay_at,
-                       decay_step=cfg.decay_step if decay_step is None else decay_step, lr_schedule=cfg.lr_schedule,
-                       device=cfg.device, seed=cfg.seed, val_every=max(iterations // VALIDATIONS, 1),
-                       precision=precision or cfg.precision, threads=cfg.threads if threads is None else threads,
-                       resume=bool(step_checkpoints(cfg.out)))
+    """The demo's training (``cfg.train``) of ``iterations`` steps: the device's batch (unless
+    ``--batch-size``), validation ``VALIDATIONS`` times per run, resumed when the run directory
+    holds checkpoints; ``decay_step`` (None: ``--decay-step``) as a saved run recorded it."""
+    tc = cfg.train
+    return dataclasses.replace(tc, iterations=iterations, batch_size=tc.batch_size or DEMO_BATCH[device_type],
+                               decay_step=tc.decay_step if decay_step is None else decay_step,
+                               val_every=max(iterations // VALIDATIONS, 1), precision=precision or tc.precision,
+                               threads=tc.threads if threads is None else threads,
+                               resume=bool(step_checkpoints(tc.out)))
 
 
 def calibrate(cfg: DemoConfig, device: torch.device, budget_s: float) -> Calibration:
@@ -155,27 +157,29 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
         train_hooks / progress: passed to ``recon.training.train`` / ``recon.workflows.eval.evaluate_run``.
     """
     cfg.validate()
+    tc = cfg.train
     say = note or (lambda text: None)
     t0 = time.time()
-    device = resolve_device(cfg.device)
+    device = resolve_device(tc.device)
+    check_output_dir(tc.out, "--out")
     try:
-        validate(cfg.data, require_splits=("train", "val", "test"))
-        say(f"[1/3] dataset: reusing {cfg.data}")
+        validate(tc.data, require_splits=("train", "val", "test"))
+        say(f"[1/3] dataset: reusing {tc.data}")
     except DatasetFormatError:
         sizes = split_sizes(cfg.per_category)
-        say(f"[1/3] dataset: building the default synthetic dataset at {cfg.data} "
+        say(f"[1/3] dataset: building the default synthetic dataset at {tc.data} "
             f"({sizes['train']}/{sizes['val']}/{sizes['test']} objects per category)")
-        build_synthetic(Path(cfg.data), per_category=sizes, seed=cfg.seed)
+        build_synthetic(Path(tc.data), per_category=sizes, seed=tc.seed)
     t_train = time.time()
     deadline = time.monotonic() + cfg.budget_minutes * 60 * (1 - _MARGIN)  # calibration included
     calibration = steer = None
-    saved = _saved_run(cfg.out) if not cfg.iterations else None
-    if cfg.iterations:
-        tc = demo_train_config(cfg, device.type, cfg.iterations)
+    saved = _saved_run(tc.out) if not tc.iterations else None
+    if tc.iterations:
+        tc = demo_train_config(cfg, device.type, tc.iterations)
     elif saved is not None:
         tc = demo_train_config(cfg, device.type, saved["iterations"], saved.get("precision"), saved.get("threads"),
                                saved.get("decay_step", 0))
-        say(f"[2/3] {cfg.out} holds a demo run of {tc.iterations} steps: continuing it with its recorded settings")
+        say(f"[2/3] {tc.out} holds a demo run of {tc.iterations} steps: continuing it with its recorded settings")
     else:
         say(f"[2/3] calibrating the training to a {cfg.budget_minutes:g}-minute budget")
         calibration = calibrate(cfg, device, cfg.budget_minutes * 60)
@@ -191,10 +195,10 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
             train_hooks = SteeredHooks(train_hooks or TrainHooks(), steer, say)
     say(f"[2/3] training {tc.encoder} for {tc.iterations} steps x batch {tc.batch_size} on {device}")
     train(tc, train_hooks)
-    saved = _saved_run(cfg.out) or {}
+    saved = _saved_run(tc.out) or {}
     train_minutes = (time.time() - t_train) / 60
     say("[3/3] evaluating on the test split (every view of every object)")
-    record = evaluate_run(EvalConfig(checkpoint=cfg.out, data=cfg.data, split="test", device=cfg.device),
+    record = evaluate_run(EvalConfig(checkpoint=tc.out, data=tc.data, split="test", device=tc.device),
                           progress=progress, note=say)
     settings = {k: saved.get(k, getattr(tc, k)) for k in ("iterations", "decay_step", "batch_size", "precision",
                                                           "threads", "lr", "decay_at", "lr_schedule")}

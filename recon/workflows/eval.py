@@ -24,7 +24,7 @@ from recon.distributed import resolve_device
 from recon.evaluate import eval_record, evaluate, reference_rows
 from recon.retrieval import RETRIEVAL_NOTE
 from recon.runtime import flush_denormals
-from recon.io import check_output_dir, check_output_file, check_writable_file, write_json
+from recon.io import OutputPathError, check_output_dir, check_output_file, check_writable_file, write_json
 from recon.models.precision import inference_precision
 from recon.render import RGBA_BACKENDS, get_renderer
 from recon.report import write_eval_figures
@@ -38,7 +38,7 @@ def _outputs(cfg: EvalConfig, run_dir: Path) -> tuple[Path, Path | None]:
     json_path = Path(cfg.json) if cfg.json else run_dir / f"eval_{cfg.split}.json"
     flag = "--json" if cfg.json else "--json (default)"
     if json_path.is_dir():
-        raise ValueError(f"{flag} {json_path}: is a directory, expected a file path")
+        raise OutputPathError(f"{flag} {json_path}: is a directory, expected a file path")
     check_writable_file(json_path, flag)
     if not cfg.figures:
         return json_path, None
@@ -100,14 +100,15 @@ def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = 
         say(f"note: colour scores skipped: the {cfg.backend} backend has no colour render ({', '.join(RGBA_BACKENDS)} "
             f"have one)")
     t0 = time.time()
-    result = evaluate(model, renderer, cfg.data, cfg.split, views=views, max_per_category=cfg.max_per_category,
-                      device=device, full_metrics=cfg.full_metrics, keep_predictions=cfg.figures, progress=advance,
+    result = evaluate(model, renderer, cfg.data, cfg.split, views=views,
+                      max_per_category=cfg.max_per_category or None, device=device, full_metrics=cfg.full_metrics,
+                      keep_predictions=cfg.figures, progress=advance,
                       protocol=cfg.protocol, colour_scores=score_colours)
     # a coloured run: mean_psnr ... and colour_baselines {"mean_colour": row}, moved out of per_category
     colour = colour_record(result.per_category) if score_colours else {}
     for line in result.notes:
         say(f"note: {line}")
-    baselines = reference_rows(model, cfg.data, cfg.split, cfg.max_per_category, protocol=cfg.protocol,
+    baselines = reference_rows(model, cfg.data, cfg.split, cfg.max_per_category or None, protocol=cfg.protocol,
                                full_metrics=cfg.full_metrics, views=views)
     reference_notes = {"retrieval": RETRIEVAL_NOTE}
     if "oracle" not in baselines:

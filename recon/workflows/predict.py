@@ -37,6 +37,7 @@ from PIL import Image
 
 from recon import cameras
 from recon.cameras import IMAGE_SIZE
+from recon.config import check_view
 from recon.data.image_io import (EMBEDDED_FILLS, FillStats, Framing, ImageError, PreparedImage, frame_source,
                                  in_training_framing, load_source)
 from recon.data.raster import render_views
@@ -171,12 +172,6 @@ def turntable_png(original: np.ndarray, model_input: torch.Tensor, verts: torch.
     buf = io.BytesIO()
     Image.fromarray(strip).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def check_view(view: int | None, flag: str = "--view") -> None:
-    """None (estimate it) or a view index in ``[0, recon.cameras.NUM_VIEWS)``; ValueError naming ``flag`` otherwise."""
-    if view is not None and not 0 <= view < cameras.NUM_VIEWS:
-        raise ValueError(f"{flag} {view}: expected a training view index in [0, {cameras.NUM_VIEWS})")
 
 
 @torch.no_grad()

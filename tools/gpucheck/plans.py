@@ -1,41 +1,17 @@
-"""What a GPU check runs: its settings (``GpuCheckConfig``) and the GPU and dry-run plans."""
+"""What a GPU check runs: the GPU and dry-run plans (its settings, ``GpuCheckConfig``, are the
+command's flags: ``recon.config``)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from recon.io import check_output_dir
+from recon.config import GpuCheckConfig
 
 __all__ = ["GpuCheckConfig", "Plan", "GPU_PLAN", "DRY_PLAN", "REPO_ROOT", "ERROR_TAIL"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ERROR_TAIL = 3000  # characters of an error message or log kept in the report
-
-
-@dataclass
-class GpuCheckConfig:
-    """Settings of ``python -m pipelines.gpucheck``."""
-
-    out: str = "gpu_check"          # report directory (gpu_check.json, gpu_check.md, cuda_tests.*)
-    dry_run: bool = False           # CPU parts only; chosen automatically when CUDA is unavailable
-    train_steps: int = 300          # GPU training length (the dry run trains 4 steps)
-    tests: bool = True              # run the CUDA-marked tests (pytest subprocess)
-    work: str | None = None         # scratch directory for the dataset and the run (default: a temp dir)
-    budget_s: float = 420.0         # soft limit: sections that would start after it are skipped
-
-    def validate(self) -> None:
-        """One-line ValueError naming the flag for a bad value (before any work)."""
-        if not self.out.strip():
-            raise ValueError("--out must name a directory, got an empty string")
-        check_output_dir(self.out, "--out")
-        if self.work is not None:
-            check_output_dir(self.work, "--work")
-        if self.train_steps < 1:
-            raise ValueError(f"--train-steps must be >= 1, got {self.train_steps}")
-        if not (self.budget_s > 0 and math.isfinite(self.budget_s)):
-            raise ValueError(f"--budget-s must be a positive number of seconds, got {self.budget_s}")
 
 
 @dataclass(frozen=True)
@@ -59,7 +35,7 @@ class Plan:
     train_batch: int
     val_views: str
     eval_views: str
-    eval_max_per_category: int | None
+    eval_max_per_category: int  # 0: all
     full_metrics: bool
     expected_impl: str                             # softras implementation the training must use
 
@@ -70,7 +46,7 @@ GPU_PLAN = Plan(
     parity_cases=("sphere32", "sphere64", "odd24", "large128", "large256"), tests_collect_only=False,
     bench_grid=tuple((s, b, 3) for s in (64, 128) for b in (1, 16, 64, 256)) + ((128, 16, 5), (256, 16, 5)),
     bench_repeats=5, other_backends=True, step_batch=64, dataset=(24, 4, 4), categories=None, train_steps=None,
-    train_batch=16, val_views="0,12", eval_views="all", eval_max_per_category=None, full_metrics=True,
+    train_batch=16, val_views="0,12", eval_views="all", eval_max_per_category=0, full_metrics=True,
     expected_impl="cuda")
 DRY_PLAN = Plan(
     device="cpu", variants=(("cpp", "cpp", False),), cpu_kind=None, parity_cases=("sphere32", "sphere64", "odd24"),

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import torch
 
+from recon.io import check_output_dir
 from tools.gpucheck import plans
 from tools.gpucheck.bench import bench
 from tools.gpucheck.cuda_testrun import cuda_tests
@@ -32,6 +33,9 @@ def run_gpu_check(cfg: GpuCheckConfig, say: Callable[[str], None] = print, plan:
     ``report["ok"]`` is False when a parity check or a CUDA test failed or a section raised.
     """
     cfg.validate()
+    check_output_dir(cfg.out, "--out")
+    if cfg.work is not None:
+        check_output_dir(cfg.work, "--work")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     dry = cfg.dry_run or not torch.cuda.is_available()
