@@ -38,8 +38,8 @@ from recon.data.dataset import iter_objects
 from recon.data.image_io import Framing, frame_box, load_source
 from recon.io import write_json
 from recon.metrics import mesh_metrics
-from recon.predict import Predictor
-from recon.protocols.ground_truth import GroundTruth
+from recon.workflows.predict import Predictor
+from recon.data.ground_truth import GroundTruth
 
 FAMILIES = ("white", "gradient", "canvas")
 MODES = ("old-auto", "as-is", "auto")

@@ -137,8 +137,8 @@ def test_self_consistent_framing_finds_the_training_framing(tiny_dataset, tmp_pa
     search must frame it as the dataset did (fill and centre of the object); the rule auto used
     before (object centred at its own fill, clamped) misplaces it."""
     from recon.data.image_io import object_centres, object_fills
-    from recon.predict import Predictor
-    from recon.protocols.ground_truth import GroundTruth
+    from recon.workflows.predict import Predictor
+    from recon.data.ground_truth import GroundTruth
 
     rec = next(iter_objects(tiny_dataset, "test", categories=["chair"]))
     with GroundTruth(tiny_dataset, "softras") as gt:
