@@ -7,7 +7,7 @@ Prints a table of forward and forward+backward times per implementation and batc
 1280-face deformed template), the dense oracle's time per image, speedup ratios, the full training
 step (loading the batch from --data, network forward+backward, render, loss, Adam) per precision and
 batch with the data-loader wait, what --precision auto picks, voxelization throughput, and the
-3D-IoU protocols' throughput (softras: C++ kernel and tensor reference; exact). --contention also
+3D-IoU protocols' throughput (softras-iou, keyed softras/<impl>: C++ kernel and tensor reference; exact). --contention also
 measures every training step next to a process that keeps one core busy, and training throughput
 per thread count and OpenMP wait policy; --layouts the network per encoder, precision and memory
 layout; --denormal the training step at initialisation and after --denormal-steps steps, with and

@@ -11,7 +11,7 @@ Every training flag of pipelines.train is accepted and shared by all encoders.
     python -m pipelines.compare --preset softras-shapenet --data data/shapenet.h5 --out runs/softras
 
 --preset NAME sets flag values (explicit flags override them): softras-shapenet (SoftRas's schedule,
-13 classes, scored like SoftRas: protocol softras, split val, last checkpoint, published numbers beside
+13 classes, scored like SoftRas: protocol softras-iou, split val, last checkpoint, published numbers beside
 ours), report-6 (the same on six classes), demo (4000 steps, batch 16, lr 5e-4, val every 1000;
 recon.workflows.compare.PRESETS).
 """

@@ -2,7 +2,8 @@
 
     python -m pipelines.convert synthetic --out data/synthetic.h5 [--per-category 300] [--seed 0]
     python -m pipelines.convert meshes    --src my_meshes/ --out data/mine.h5 [--split 0.8,0.1,0.1]
-    python -m pipelines.convert softras   --src softras_data/ --out data/shapenet.h5 [--voxel-axes auto]
+    python -m pipelines.convert nmr       --src softras_data/ --out data/shapenet.h5 [--voxel-axes auto]
+                                          ("softras", the earlier name, still works)
     python -m pipelines.convert validate  data/synthetic.h5 [--deep]
 
 Converters show progress bars, then objects per category and split, file size and time. Bad
@@ -24,7 +25,7 @@ if __name__ == "__main__":  # first: a signal ends the program at once, except w
 from rich.markup import escape  # noqa: E402
 
 from pipelines.cli import OneLineParser, console, debug_requested, err_console, user_errors  # noqa: E402
-from recon.config import ConvertConfig, add_dataclass_args, config_from_args  # noqa: E402
+from recon.config import CONVERT_ALIASES, ConvertConfig, add_dataclass_args, config_from_args  # noqa: E402
 
 _COMMANDS = {  # subcommand: (--help line, description)
     "synthetic": ("generate the embedded procedural dataset",
@@ -34,8 +35,8 @@ _COMMANDS = {  # subcommand: (--help line, description)
     "meshes": ("convert a folder of meshes",
                "Convert meshes (.obj .ply .stl .glb .gltf .off): one subfolder per category (ShapeNet synset ids get "
                "their names) or a flat folder = one category. Unusable files are skipped and listed."),
-    "softras": ("convert SoftRas/NMR .npz files", "Convert <classid>_<split>_images.npz / _voxels.npz (SoftRas/NMR "
-                "ShapeNet renders), streaming one object at a time."),
+    "nmr": ("convert SoftRas/NMR .npz files (alias: softras)", "Convert <classid>_<split>_images.npz / _voxels.npz "
+            "(the NMR ShapeNet renders SoftRas trains on), streaming one object at a time."),
     "validate": ("check a dataset file and summarise it",
                  "Validate a recon HDF5 file (format, version, shapes, dtypes, names, splits, GT meshes) and print a "
                  "summary; --deep also decompresses every chunk (docs/operations.md)."),
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(_COMMANDS) + "}")
     for name, (summary, description) in _COMMANDS.items():
-        add_dataclass_args(sub.add_parser(name, help=summary, description=description), ConvertConfig,
+        aliases = [old for old, new in CONVERT_ALIASES.items() if new == name]  # "softras": nmr's earlier name
+        add_dataclass_args(sub.add_parser(name, help=summary, description=description, aliases=aliases), ConvertConfig,
                            command=name)
     return p
 

@@ -6,7 +6,7 @@ r"""Evaluate a trained reconstructor under a 3D-IoU protocol (every view of ever
 Prints a per-category table (silhouette loss, 3D IoU, Chamfer, F-score) with the reference rows
 (template sphere, category-mean shape and, for datasets with GT meshes, the GT-mesh oracle), writes
 the JSON (with every scored prediction in per_object), Fig. 2-style PNGs and .obj meshes.
---protocol softras (default) scores like SoftRas/NMR's evaluate_iou, the published numbers;
+--protocol softras-iou (default; old name softras) scores like SoftRas/NMR's evaluate_iou, the published numbers;
 --protocol exact uses ray parity at the cell centres of [-0.5, 0.5]^3 (the first release's metric).
 Runs trained with --colour are also scored on colour (PSNR / L1 of the rendered RGB vs the images at
 the input and at novel views, with a mean-colour-per-object baseline; see recon.colour) and their

@@ -11,7 +11,8 @@ from __future__ import annotations
 from recon.errors import ConfigError
 
 __all__ = ["BACKENDS", "RGBA_BACKENDS", "IMPLS", "ENCODERS", "COLOUR_HEADS", "PRECISIONS", "COMPUTE_PRECISIONS",
-           "PRECISION_HELP", "PROTOCOLS", "DEFAULT_PROTOCOL", "LR_SCHEDULES", "SPLITS", "NUM_VIEWS", "FRAMINGS", "ALL",
+           "PRECISION_HELP", "PROTOCOLS", "DEFAULT_PROTOCOL", "SOFTRAS_IOU", "PROTOCOL_ALIASES",
+           "PROTOCOL_CHOICES", "STORED_NAMES", "stored_name", "LR_SCHEDULES", "SPLITS", "NUM_VIEWS", "FRAMINGS", "ALL",
            "check_choice", "check_precision", "check_protocol"]
 
 BACKENDS = ("softras", "kaolin", "nvdiffrast", "dibr")  # the renderers (recon.render.BACKENDS: name -> factory)
@@ -23,8 +24,12 @@ PRECISIONS = ("auto", "fp32", "bf16")
 COMPUTE_PRECISIONS = ("fp32", "bf16")  # what ``auto`` resolves to
 PRECISION_HELP = ("auto | fp32 | bf16: bf16 autocasts the encoder/decoder (weights, optimizer, renderer, "
                   "losses stay fp32); auto = bf16 where native and measured faster")
-PROTOCOLS = ("softras", "exact")  # 3D-IoU protocols (recon.ops.voxelize)
-DEFAULT_PROTOCOL = "softras"
+SOFTRAS_IOU = "softras-iou"  # SoftRas/NMR's evaluate_iou voxelization ("softras" before: the backend's name)
+PROTOCOLS = (SOFTRAS_IOU, "exact")  # 3D-IoU protocols (recon.ops.voxelize)
+DEFAULT_PROTOCOL = SOFTRAS_IOU
+PROTOCOL_ALIASES = {"softras": SOFTRAS_IOU}  # earlier names -> today's (flags, configs, eval records of old runs)
+PROTOCOL_CHOICES = PROTOCOLS + tuple(PROTOCOL_ALIASES)  # what a --protocol flag accepts
+STORED_NAMES = {SOFTRAS_IOU: "softras", "exact": "exact"}  # the names HDF5 files store (format unchanged)
 LR_SCHEDULES = ("step", "cosine")  # recon.training.schedule
 SPLITS = ("train", "val", "test")
 NUM_VIEWS = 24  # views per object in the datasets (recon.cameras)
@@ -46,7 +51,15 @@ def check_precision(precision: str, flag: str = "--precision", allow_auto: bool 
 
 
 def check_protocol(protocol: str, flag: str = "--protocol") -> str:
-    """``protocol`` if it names one of ``PROTOCOLS``, else a one-line ``ConfigError`` naming ``flag``."""
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"{flag} {protocol!r}: unknown 3D-IoU protocol; valid: {', '.join(PROTOCOLS)}")
-    return protocol
+    """The protocol ``protocol`` names (an alias gives today's name), else a one-line ``ConfigError``
+    naming ``flag``."""
+    name = PROTOCOL_ALIASES.get(protocol, protocol)
+    if name not in PROTOCOLS:
+        raise ConfigError(f"{flag} {protocol!r}: unknown 3D-IoU protocol; valid: {', '.join(PROTOCOLS)} "
+                          f"({', '.join(f'{a} = {b}' for a, b in PROTOCOL_ALIASES.items())})")
+    return name
+
+
+def stored_name(protocol: str) -> str:
+    """How dataset files name ``protocol`` (its grid's ``protocol`` attribute and ``voxels_<name>``)."""
+    return STORED_NAMES[check_protocol(protocol, "protocol")]

@@ -30,15 +30,15 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
 from recon.choices import (ALL, BACKENDS, COLOUR_HEADS, ENCODERS, FRAMINGS, IMPLS, LR_SCHEDULES, NUM_VIEWS,
-                           PRECISION_HELP, PRECISIONS, PROTOCOLS, RGBA_BACKENDS, SPLITS, check_choice, check_precision,
-                           check_protocol)
+                           DEFAULT_PROTOCOL, PRECISION_HELP, PRECISIONS, PROTOCOL_ALIASES, PROTOCOL_CHOICES,
+                           RGBA_BACKENDS, SPLITS, check_choice, check_precision, check_protocol)
 from recon.errors import ConfigError
 from recon.io import atomic_write_bytes, json_text
 from recon.ranges import check_ranges
 
 __all__ = ["TrainConfig", "EvalConfig", "CompareConfig", "DemoConfig", "ConvertConfig", "BenchConfig",
            "PredictConfig", "GpuCheckConfig", "VIEWS_HELP", "LR_SCHEDULES", "parse_views", "add_dataclass_args",
-           "config_from_args", "save_config"]
+           "config_from_args", "save_config", "CONVERT_ALIASES"]
 
 
 def check_lr_schedule(schedule: str) -> None:
@@ -50,8 +50,8 @@ def check_lr_schedule(schedule: str) -> None:
 VIEWS_HELP = ("all | N (N evenly spaced views, e.g. 4 -> 0,6,12,18) | comma list of view indices "
               "(e.g. 0,6; a single index needs a trailing comma: 5,)")
 IMPL_HELP = "softras / dibr implementation: " + " | ".join(IMPLS)
-PROTOCOL_HELP = ("3D IoU protocol: softras (SoftRas/NMR evaluate_iou, the published numbers) | exact (ray parity at "
-                 "the cell centres of [-0.5, 0.5]^3)")
+PROTOCOL_HELP = ("3D IoU protocol: softras-iou (SoftRas/NMR evaluate_iou, the published numbers; old name: softras) | "
+                 "exact (ray parity at the cell centres of [-0.5, 0.5]^3)")
 MAX_PER_CATEGORY_HELP = "evaluate only the first N objects per category (0 = all)"
 
 
@@ -221,7 +221,7 @@ class EvalConfig:
     backend: str = field(default="softras",
                          metadata={"help": "renderer for the silhouette loss: " + " | ".join(BACKENDS)})
     impl: str = field(default="auto", metadata={"help": IMPL_HELP})
-    protocol: str = field(default="softras", metadata={"help": PROTOCOL_HELP, "choices": PROTOCOLS})
+    protocol: str = field(default=DEFAULT_PROTOCOL, metadata={"help": PROTOCOL_HELP, "choices": PROTOCOL_CHOICES})
     encoder: str | None = field(default=None, metadata={"help": "expected encoder; error if the checkpoint differs"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     precision: str = field(default="auto", metadata={
@@ -232,6 +232,9 @@ class EvalConfig:
     json: str | None = field(default=None, metadata={"help": "write results here (default: RUN/eval_<split>.json)"})
     figures: int = field(default=2, metadata={"help": "Fig. 2 rows per category (0 = none)"})
     out: str | None = field(default=None, metadata={"help": "figure/mesh directory (default: RUN/eval_<split>)"})
+
+    def __post_init__(self) -> None:
+        self.protocol = PROTOCOL_ALIASES.get(self.protocol, self.protocol)  # "softras" -> "softras-iou"
 
     def validate(self) -> None:
         """Reject bad flag values before any file is read (one-line ConfigError naming the flag).
@@ -274,7 +277,7 @@ class CompareConfig:
     max_per_category: int = field(default=ALL, metadata={"help": MAX_PER_CATEGORY_HELP})
     checkpoint: str = field(default="best", metadata={"help": "evaluate best.pt (by val IoU) or last.pt",
                                                       "choices": ("best", "last")})
-    protocol: str = field(default="softras", metadata={"help": PROTOCOL_HELP, "choices": PROTOCOLS})
+    protocol: str = field(default=DEFAULT_PROTOCOL, metadata={"help": PROTOCOL_HELP, "choices": PROTOCOL_CHOICES})
     classes: str | None = field(default=None, metadata={
         "help": "comma-separated category keys or names the dataset must hold exactly (error otherwise; convert "
                 "with --classes)"})
@@ -283,6 +286,9 @@ class CompareConfig:
                 "them"})
     figures: int = field(default=2, metadata={"help": "Fig. 2 rows per category"})
     full_metrics: bool = field(default=True, metadata={"help": "also compute Chamfer distance and F-score"})
+
+    def __post_init__(self) -> None:
+        self.protocol = PROTOCOL_ALIASES.get(self.protocol, self.protocol)  # "softras" -> "softras-iou"
 
     def encoder_names(self) -> list[str]:
         """``--encoders`` as a list; unknown names raise ConfigError listing the valid ones."""
@@ -376,9 +382,12 @@ class DemoConfig:
                             batch_size=self.train.batch_size or 1).validate()
 
 
-CONVERT_COMMANDS = ("synthetic", "meshes", "softras", "validate")
+CONVERT_COMMANDS = ("synthetic", "meshes", "nmr", "validate")
+# earlier names: "softras" (the SoftRas/NMR .npz converter) is "nmr", since "softras" names the renderer backend
+# (and "softras-iou" the 3D-IoU protocol)
+CONVERT_ALIASES = {"softras": "nmr"}
 MAX_COUNT = 1_000_000  # objects per category and split, workers: beyond this a typo, not a dataset (memory, disk)
-_BUILDS = ("synthetic", "meshes", "softras")
+_BUILDS = ("synthetic", "meshes", "nmr")
 
 
 @dataclass
@@ -393,8 +402,8 @@ class ConvertConfig:
     deep: bool = field(default=False, metadata={
         "help": "read every chunk, so corrupt compressed data is found now, not during a training (costs a full read "
                 "of the file)", "action": "store_true", "commands": ("validate",)})
-    src: str = field(default="", metadata={"help": {"meshes": "source folder", "softras": "folder with the .npz files"},
-                                           "required": True, "commands": ("meshes", "softras")})
+    src: str = field(default="", metadata={"help": {"meshes": "source folder", "nmr": "folder with the .npz files"},
+                                           "required": True, "commands": ("meshes", "nmr")})
     classes: str | None = field(default=None, metadata={
         "help": "comma-separated subset of categories, by key (03001627) or name (chair)", "commands": _BUILDS})
     workers: int | None = field(default=None, metadata={
@@ -418,7 +427,10 @@ class ConvertConfig:
         "help": "how NMR voxel axes map onto ours: auto (detect per class from the alpha masks, default), nmr "
                 "(+y+x-z, derived from SoftRas' evaluation code), identity, or a signed axis permutation such "
                 "as +y+x-z (one signed world axis per source-grid axis)", "show_default": False,
-        "commands": ("softras",)})
+        "commands": ("nmr",)})
+
+    def __post_init__(self) -> None:
+        self.command = CONVERT_ALIASES.get(self.command, self.command)
 
     def validate(self) -> None:
         """Raise ``ConfigError`` (one line naming the flag) for a bad value; reads and writes nothing."""
@@ -439,7 +451,7 @@ class ConvertConfig:
             from recon.data.meshes import parse_split
 
             parse_split(self.split, "--split")
-        if self.command == "softras" and self.voxel_axes != "auto":
+        if self.command == "nmr" and self.voxel_axes != "auto":
             from recon.data.voxel_axes import canonical_axes
 
             canonical_axes(self.voxel_axes)

@@ -1,5 +1,5 @@
 """Evaluation under a 3D-IoU protocol: predict a mesh from every (selected) view of every object
-of a split, voxelize it at 32^3 under the protocol (``recon.ops.voxelize``; default ``softras``, the
+of a split, voxelize it at 32^3 under the protocol (``recon.ops.voxelize``; default ``softras-iou``, the
 published one) and score 3D IoU against the ground truth made under the same protocol
 (``recon.data.ground_truth``), plus silhouette loss, Chamfer and F-score; average per
 category, then the unweighted mean over categories.
@@ -25,26 +25,21 @@ records and tensors (``EvalResult``, ``Prediction``); it writes no file. The who
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from recon import cameras
-from recon.colour import colour_record, object_colour_scores
-from recon.config import EvalConfig, parse_views
+from recon.colour import object_colour_scores
+from recon.config import parse_views
 from recon.data.dataset import iter_objects, split_categories
 from recon.data.schema import validate
-from recon.distributed import resolve_device
-from recon.io import check_output_dir, check_output_file, check_writable_file, write_json
 from recon.losses import iou_loss
 from recon.metrics import iou_3d, mesh_metrics, sample_mesh_surface
 from recon.ops.voxelize import DEFAULT_PROTOCOL, check_protocol, voxelize
 from recon.data.ground_truth import GroundTruth
-from recon.render import RGBA_BACKENDS, get_renderer
 from recon.render.base import Renderer
 from recon.models.precision import inference_precision
 from recon.runs import load_model, lock_holder, resolve_checkpoint, run_dir_of
@@ -70,7 +65,7 @@ class Prediction:
     voxels: torch.Tensor  # (32, 32, 32) bool, ground truth
     iou: float
     record: int = -1      # index of its entry in EvalResult.per_object (-1: none)
-    colors: torch.Tensor | None = None  # (V, 3) predicted vertex colours in [0, 1]; None: a geometry-only model
+    colours: torch.Tensor | None = None  # (V, 3) predicted vertex colours in [0, 1]; None: a geometry-only model
 
 
 @dataclass
@@ -124,7 +119,7 @@ def evaluate(model: torch.nn.Module, renderer: Renderer, data: str | os.PathLike
             when the file stores meshes, else against the GT grid's surface cells).
         keep_predictions: keep this many predictions per category (view ``views[0]`` of the first objects).
         progress: called with the number of objects done after each object.
-        protocol: ``"softras"`` (published) or ``"exact"`` (``recon.ops.voxelize``).
+        protocol: ``"softras-iou"`` (published; old name ``"softras"``) or ``"exact"`` (``recon.ops.voxelize``).
         colour_scores: for a model with a colour head, also score the colours (``recon.colour``: ``psnr``,
             ``l1``, ``psnr_novel``, ``l1_novel`` and the mean-colour baseline's, prefixed ``mean_colour_``);
             needs a renderer with ``rgba``.
@@ -132,7 +127,7 @@ def evaluate(model: torch.nn.Module, renderer: Renderer, data: str | os.PathLike
         EvalResult with per-category {loss, iou, chamfer, fscore, n} and one ``per_object`` entry per
         (object, view).
     """
-    check_protocol(protocol, "protocol")
+    protocol = check_protocol(protocol, "protocol")
     was_training = model.training
     model.eval()
     faces = model.faces
@@ -174,7 +169,7 @@ def evaluate(model: torch.nn.Module, renderer: Renderer, data: str | os.PathLike
                 kept[rec.name] = kept.get(rec.name, 0) + 1
                 result.predictions.append(Prediction(rec.category, rec.name, rec.object_id, views[0], images[0].cpu(),
                                                      verts[0].cpu(), grid, float(m["iou"][0]), record=first,
-                                                     colors=None if colours is None else colours[0].cpu()))
+                                                     colours=None if colours is None else colours[0].cpu()))
             if progress is not None:
                 progress(1)
         result.ground_truth = {**gt.describe(), "meshes": meshes}

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from recon.ops.voxelize import grid_bounds, voxelize as voxelize_protocol
+from recon.ops.voxelize import DEFAULT_PROTOCOL, grid_bounds, voxelize as voxelize_protocol
 
 __all__ = [
     "iou_3d",
@@ -170,7 +170,7 @@ def _voxel_reference(gt: torch.Tensor, lo: float, hi: float) -> Callable[[int], 
     return reference
 
 
-def mesh_metrics(verts: torch.Tensor, faces: torch.Tensor, gt_voxels: torch.Tensor, protocol: str = "softras",
+def mesh_metrics(verts: torch.Tensor, faces: torch.Tensor, gt_voxels: torch.Tensor, protocol: str = DEFAULT_PROTOCOL,
                  ref_points: torch.Tensor | None = None, grid_protocol: str | None = None, full: bool = True,
                  n_points: int = 2048, seed: int = 0, fscore_threshold: float = 0.05) -> dict[str, torch.Tensor]:
     """Score meshes against one object's ground truth under a 3D-IoU protocol.

@@ -11,7 +11,7 @@ For the first ``--objects`` test objects of every category and each of ``--views
 * ``canvas``:   a 256-px white canvas with the render's frame scaled to 40-60 % of its side and
   placed off-centre (a seeded random direction, 50-100 % of the room there is), saved as JPEG.
 
-Each picture goes through ``recon.predict.Predictor.reconstruct`` with ``--framing as-is``,
+Each picture goes through ``recon.workflows.predict.Predictor.reconstruct`` with ``--framing as-is``,
 ``auto`` (the self-consistent search wherever it applies) and the rule ``auto`` used before it
 (``old-auto``: the object centred at its own fill clamped into the training 5th-95th percentiles),
 and the mesh is scored exactly as ``pipelines.eval`` scores (``recon.metrics.mesh_metrics`` under

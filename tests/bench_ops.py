@@ -41,9 +41,6 @@ def bench_rgba(batches: tuple[int, ...] = (16, 64), repeats: int = 5, device: st
     Returns:
         One record per (render, impl, batch).
     """
-    # imported here: tools.bench imports the renderers (and the training stack) itself
-    from tools.bench import deformed_template, time_fn
-
     dev = torch.device(device)
     usable = [i for i, why in available_impls(dev).items() if why is None and (not impls or i in impls)]
     settings = RasterSettings(image_size=image_size)
@@ -53,13 +50,13 @@ def bench_rgba(batches: tuple[int, ...] = (16, 64), repeats: int = 5, device: st
         verts, faces = deformed_spheres(batch, 3, dev)
         az = cameras.view_azimuths(torch.arange(batch) % cameras.NUM_VIEWS).to(dev)
         ndc = cameras.project(verts, az).detach()
-        colors = torch.rand(batch, verts.shape[1], 3, generator=torch.Generator().manual_seed(batch)).to(dev)
+        colours = torch.rand(batch, verts.shape[1], 3, generator=torch.Generator().manual_seed(batch)).to(dev)
         for name, render in renders.items():
             for impl in usable:
-                fwd = time_fn(lambda: render(ndc, faces, colors, settings, impl), dev, repeats)
+                fwd = time_fn(lambda: render(ndc, faces, colours, settings, impl), dev, repeats)
 
                 def fb() -> None:
-                    x, c = ndc.clone().requires_grad_(True), colors.clone().requires_grad_(True)
+                    x, c = ndc.clone().requires_grad_(True), colours.clone().requires_grad_(True)
                     render(x, faces, c, settings, impl).sum().backward()
 
                 records.append(RGBABenchRecord(name, impl, device, batch, fwd, time_fn(fb, dev, repeats)))

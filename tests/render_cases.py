@@ -40,32 +40,32 @@ def device_of(impl: str) -> str:
 
 def sphere(batch: int, subdivisions: int, seed: int, dtype: torch.dtype, device: str = "cpu", channels: int = 3):
     """Randomly deformed icospheres at random standard views with random vertex colours:
-    verts_ndc (B, V, 3), faces (F, 3), colors (B, V, C)."""
+    verts_ndc (B, V, 3), faces (F, 3), colours (B, V, C)."""
     g = torch.Generator().manual_seed(seed)
     v, f = mesh.icosphere(subdivisions)
     radius = 0.3 * (1 + 0.15 * torch.randn(batch, v.shape[0], 1, generator=g))
     views = torch.randint(0, cameras.NUM_VIEWS, (batch,), generator=g)
     ndc = cameras.project((v[None] * radius).to(dtype), cameras.view_azimuths(views).to(dtype))
-    colors = torch.rand(batch, v.shape[0], channels, generator=g, dtype=dtype)
-    return ndc.to(device), f.to(device), colors.to(device)
+    colours = torch.rand(batch, v.shape[0], channels, generator=g, dtype=dtype)
+    return ndc.to(device), f.to(device), colours.to(device)
 
 
 def random_triangles(batch: int, num_faces: int, seed: int, dtype=torch.float64, channels: int = 3):
     """Independent overlapping random triangles at random depths in [1.5, 3.5]: verts (B, 3F, 3),
-    faces (F, 3), colors (B, 3F, C)."""
+    faces (F, 3), colours (B, 3F, C)."""
     g = torch.Generator().manual_seed(seed)
     centres = torch.rand(batch, num_faces, 1, 2, generator=g, dtype=dtype) * 1.2 - 0.6
     xy = centres + (torch.rand(batch, num_faces, 3, 2, generator=g, dtype=dtype) - 0.5) * 0.8
     z = 1.5 + 2.0 * torch.rand(batch, num_faces, 3, 1, generator=g, dtype=dtype)
     verts = torch.cat([xy, z], dim=-1).reshape(batch, num_faces * 3, 3)
-    colors = torch.rand(batch, num_faces * 3, channels, generator=g, dtype=dtype)
-    return verts, torch.arange(num_faces * 3).reshape(num_faces, 3), colors
+    colours = torch.rand(batch, num_faces * 3, channels, generator=g, dtype=dtype)
+    return verts, torch.arange(num_faces * 3).reshape(num_faces, 3), colours
 
 
 def odd_faces(dtype, device="cpu", near: float = 1.5):
     """Random triangles plus a zero-area face, a repeated-vertex face and one behind the camera:
     verts (2, 12, 3) at depths ``near + [0, 1)``, faces (6, 3) (rows 3: collinear, 4: repeated vertex,
-    5: behind), colors (2, 12, 3)."""
+    5: behind), colours (2, 12, 3)."""
     g = torch.Generator().manual_seed(7)
     xy = torch.rand(2, 12, 2, generator=g, dtype=dtype) * 1.6 - 0.8
     z = near + torch.rand(2, 12, 1, generator=g, dtype=dtype)
@@ -73,19 +73,19 @@ def odd_faces(dtype, device="cpu", near: float = 1.5):
     verts[:, 9, :2] = 0.5 * (verts[:, 10, :2] + verts[:, 11, :2])  # 9, 10, 11 collinear
     verts[:, 8, 2] = -0.5                                            # 8 behind the camera
     faces = torch.tensor([[0, 1, 2], [3, 4, 5], [2, 6, 7], [9, 10, 11], [4, 4, 5], [8, 6, 1]])
-    colors = torch.rand(2, 12, 3, generator=g, dtype=dtype)
-    return verts.to(device), faces.to(device), colors.to(device)
+    colours = torch.rand(2, 12, 3, generator=g, dtype=dtype)
+    return verts.to(device), faces.to(device), colours.to(device)
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp(min=1e-30))
 
 
-def compare(render_a, render_b, verts, faces, colors, seed: int = 0):
+def compare(render_a, render_b, verts, faces, colours, seed: int = 0):
     """Run two renders on the same inputs; return max |forward difference| and the relative
     gradient differences (vertices, colours) of a random projection, plus ``render_a``'s gradients."""
-    va, ca = verts.detach().clone().requires_grad_(True), colors.detach().clone().requires_grad_(True)
-    vb, cb = verts.detach().clone().requires_grad_(True), colors.detach().clone().requires_grad_(True)
+    va, ca = verts.detach().clone().requires_grad_(True), colours.detach().clone().requires_grad_(True)
+    vb, cb = verts.detach().clone().requires_grad_(True), colours.detach().clone().requires_grad_(True)
     out, ref = render_a(va, faces, ca), render_b(vb, faces, cb)
     assert out.shape == ref.shape and out.dtype == ref.dtype
     w = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed), dtype=ref.dtype).to(ref.device)
@@ -109,13 +109,13 @@ def outputs_for_thread_counts(fn, *inputs: torch.Tensor, threads: tuple[int, ...
     return runs
 
 
-def gradcheck_render(render, verts: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, impl: str) -> bool:
-    """``torch.autograd.gradcheck`` of ``render(verts, faces, colors)`` w.r.t. vertices and colours (float64)
+def gradcheck_render(render, verts: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, impl: str) -> bool:
+    """``torch.autograd.gradcheck`` of ``render(verts, faces, colours)`` w.r.t. vertices and colours (float64)
     on the device of ``impl``."""
     dev = device_of(impl)
     f = faces.to(dev)
     return torch.autograd.gradcheck(lambda v, c: render(v, f, c),
-                                    (verts.to(dev).requires_grad_(True), colors.to(dev).requires_grad_(True)),
+                                    (verts.to(dev).requires_grad_(True), colours.to(dev).requires_grad_(True)),
                                     eps=1e-6, atol=1e-5)
 
 

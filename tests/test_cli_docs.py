@@ -33,7 +33,7 @@ def test_every_command_and_subcommand_has_a_section(generated: str) -> None:
     for name in names:
         assert f"\n## {name}\n" in generated
         assert f"usage: python -m pipelines.{name}" in generated
-    for sub in ("synthetic", "meshes", "softras", "validate"):
+    for sub in ("synthetic", "meshes", "nmr", "validate"):
         assert f"\n### convert {sub}\n" in generated
 
 

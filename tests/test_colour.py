@@ -177,7 +177,7 @@ def test_colour_objective_trains_the_colour_head_and_the_decoder(tiny_dataset: s
     renderer = get_renderer("softras", image_size=rec.images.shape[-1], impl="cpp")
     out = objective(model, renderer, model.faces, _batch(rec.images[None], [0, 5], [9, 14]))
     out["colour"].backward()
-    assert model.decoder.fc_bias.weight.grad.abs().sum() > 0  # positions, through the colour renders
+    assert model.decoder.fc_offsets.weight.grad.abs().sum() > 0  # positions, through the colour renders
     if head == "latent":
         assert model.colour_head.fc2.weight.grad.abs().sum() > 0
     else:
@@ -225,13 +225,13 @@ def test_colour_training_and_eval_end_to_end(tiny_dataset: str, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import trimesh
 
-    import recon.evaluate
+    import recon.report.eval_figures
     from recon.data.dataset import iter_objects
 
     pages = []
-    write_page = recon.evaluate.write_viewer_page
-    monkeypatch.setattr(recon.evaluate, "write_viewer_page", lambda items, *a, **k: (pages.append(items),
-                                                                                     write_page(items, *a, **k)))
+    write_page = recon.report.eval_figures.write_viewer_page
+    monkeypatch.setattr(recon.report.eval_figures, "write_viewer_page",
+                        lambda items, *a, **k: (pages.append(items), write_page(items, *a, **k)))
     out = tmp_path / "colour"
     train(_train_cfg(tiny_dataset, out, colour=True))
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -259,7 +259,7 @@ def test_colour_training_and_eval_end_to_end(tiny_dataset: str, tmp_path: Path,
         rgb = np.asarray(trimesh.load(ply, process=False).visual.vertex_colors)[:, :3].astype(np.float64) / 255
         assert np.abs(rgb - want[0].numpy()).max() <= 1 / 255 + 1e-6
     (items,) = pages
-    assert len(items) == 2 and all(item.colors is not None for item in items)
+    assert len(items) == 2 and all(item.colours is not None for item in items)
 
 
 def test_silhouette_only_checkpoints_load_and_evaluate_without_colour(tiny_dataset: str, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from PIL import Image
 from recon import cameras
 from recon.data.raster import render_views
 from recon.models import Reconstructor
-from recon.report.figures import COLOUR_AMBIENT, face_shading, figure_predictions, render_mesh_rgb
+from recon.report.figures import COLOUR_AMBIENT, figure_predictions, shading_from_views, render_mesh_rgb
 
 SPREAD = 40  # max - min over RGB (0-255) above which a pixel counts as coloured
 
@@ -53,12 +53,12 @@ def test_white_vertex_colours_reproduce_the_dataset_renderers_lambert_shading() 
     """The coloured path (per-face shade x interpolated colours, DIB-R raster, 3x3 supersampling) draws
     the same pixels as the dataset renderer shading a white mesh with the same ambient term."""
     verts, faces = _mesh()
-    coloured = render_mesh_rgb(verts, faces, colors=torch.ones_like(verts)).astype(np.float64)
-    reference = _on_white(render_views(verts, faces, [3, 9, 15], image_size=128, color=(1, 1, 1),
+    coloured = render_mesh_rgb(verts, faces, colours=torch.ones_like(verts)).astype(np.float64)
+    reference = _on_white(render_views(verts, faces, [3, 9, 15], image_size=128, colour=(1, 1, 1),
                                        ambient=COLOUR_AMBIENT))
     assert (coloured < 250).sum() > 5000  # the mesh is there
     assert np.abs(coloured - reference).max() <= 2.0
-    shade = face_shading(verts, faces, cameras.view_azimuths(torch.tensor([3, 9])))
+    shade = shading_from_views(verts, faces, cameras.view_azimuths(torch.tensor([3, 9])))
     assert shade.shape == (2, 1280) and float(shade.min()) >= COLOUR_AMBIENT - 1e-6 and float(shade.max()) <= 1 + 1e-6
 
 
@@ -66,7 +66,7 @@ def test_coloured_render_shows_the_vertex_colours() -> None:
     verts, faces = _mesh()
     red = torch.zeros_like(verts)
     red[:, 0] = 1.0
-    img = render_mesh_rgb(verts, faces, views=[3], colors=red)[0].astype(np.int16)
+    img = render_mesh_rgb(verts, faces, views=[3], colours=red)[0].astype(np.int16)
     grey = render_mesh_rgb(verts, faces, views=[3])[0]
     covered = (render_views(verts, faces, [3], image_size=128)[0, 3] == 255)  # fully covered pixels
     assert covered.sum() > 1000
@@ -76,10 +76,10 @@ def test_coloured_render_shows_the_vertex_colours() -> None:
     assert ((img < 255).any(-1) == (grey < 255).any(-1)).mean() > 0.995
     assert not _coloured(grey).any()
     # colours scale the render linearly (inside the mesh)
-    half = render_mesh_rgb(verts, faces, views=[3], colors=red * 0.5)[0].astype(np.int16)
+    half = render_mesh_rgb(verts, faces, views=[3], colours=red * 0.5)[0].astype(np.int16)
     assert np.abs(half[covered, 0] - img[covered, 0] / 2).max() <= 1.0
-    with pytest.raises(ValueError, match="colors must have shape"):
-        render_mesh_rgb(verts, faces, colors=red[:10])
+    with pytest.raises(ValueError, match="colours must have shape"):
+        render_mesh_rgb(verts, faces, colours=red[:10])
 
 
 def test_one_thread_restores_the_thread_count_even_after_an_error() -> None:
@@ -94,7 +94,7 @@ def test_one_thread_restores_the_thread_count_even_after_an_error() -> None:
                 raise RuntimeError("inside")
         assert torch.get_num_threads() == 2
         verts, faces = _mesh()
-        render_mesh_rgb(verts, faces, views=[0], image_size=32, colors=torch.ones_like(verts))
+        render_mesh_rgb(verts, faces, views=[0], image_size=32, colours=torch.ones_like(verts))
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
@@ -113,7 +113,7 @@ def _predictions(colours: bool):
     for i, name in enumerate(["chair", "table"]):
         v = verts * (1.0 - 0.2 * i)
         out.append(Prediction("03001627", name, f"obj{i}", 0, image, v, voxels, 0.5 + 0.1 * i,
-                              colors=_rainbow(v) if colours else None))
+                              colours=_rainbow(v) if colours else None))
     return out
 
 

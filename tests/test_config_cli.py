@@ -159,7 +159,8 @@ def test_names_written_once() -> None:
 
     eval_protocol = {f.name: f for f in dataclasses.fields(EvalConfig)}["protocol"].metadata["choices"]
     compare_protocol = {f.name: f for f in dataclasses.fields(CompareConfig)}["protocol"].metadata["choices"]
-    assert eval_protocol is compare_protocol is protocols.PROTOCOLS is choices.PROTOCOLS
+    assert eval_protocol is compare_protocol is choices.PROTOCOL_CHOICES  # the names + the old name softras
+    assert protocols.PROTOCOLS is choices.PROTOCOLS and set(choices.PROTOCOLS) < set(choices.PROTOCOL_CHOICES)
     # the registries map exactly the names the flags offer
     assert tuple(render.BACKENDS) == choices.BACKENDS and tuple(encoders.ENCODERS) == choices.ENCODERS
     assert tuple(COLOUR_HEADS) == choices.COLOUR_HEADS and CHOICES == choices.IMPLS

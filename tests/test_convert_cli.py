@@ -116,6 +116,8 @@ def test_bad_flag_subprocess(tmp_path):
     ["meshes", "--src", "{tmp}", "--out", "{tmp}/x.h5", "--split", "0.5,0.5,0.5"],
     ["softras", "--src", "{tmp}", "--out", "{tmp}/x.h5", "--voxel-axes", "abc"],
     ["softras", "--src", "{tmp}", "--out", "{tmp}/x.h5"],
+    ["nmr", "--src", "{tmp}", "--out", "{tmp}/x.h5", "--voxel-axes", "abc"],
+    ["nmr", "--src", "{tmp}", "--out", "{tmp}/x.h5"],
     ["synthetic", "--out", "{tmp}/x.h5", "--per-category", "-3"],
     ["synthetic", "--out", "{tmp}/x.h5", "--classes", "spaceship"],
     ["synthetic", "--out", "{tmp}", "--per-category", "1"],
@@ -346,3 +348,13 @@ def test_signals_at_random_moments(tmp_path):
     counts = Counter(o for o, _ in outcomes)
     print(f"\nseed {seed}; calibration: pool after {t_pool:.2f} s, exit {t_work:.2f} s later; slowest end after a "
           f"signal {max(s for _, s in outcomes):.2f} s; outcomes {dict(counts)}")
+
+
+def test_nmr_converter_keeps_its_old_name():
+    """``convert nmr`` was ``convert softras`` (the backend's name): both parse to the same command."""
+    from pipelines.convert import build_parser
+    from recon.config import ConvertConfig
+
+    for name in ("nmr", "softras"):
+        args = build_parser().parse_args([name, "--src", "s", "--out", "o.h5"])
+        assert ConvertConfig(**vars(args)).command == "nmr"

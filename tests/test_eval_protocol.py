@@ -68,7 +68,7 @@ def v1_file(tmp_path_factory) -> str:
 
 def test_v2_stores_meshes_and_both_grids(tiny_dataset: str) -> None:
     info = validate(tiny_dataset)
-    assert (info.version, info.grids, info.meshes) == (2, ("softras", "exact"), True)
+    assert (info.version, info.grids, info.meshes) == (2, ("softras-iou", "exact"), True)
     with GroundTruth(tiny_dataset, "softras") as gt, h5py.File(tiny_dataset) as f:
         for i in range(2):
             images, grids, verts, faces = object_record(CHAIR, SPLIT_OFFSET["test"] + i, 0)
@@ -76,7 +76,7 @@ def test_v2_stores_meshes_and_both_grids(tiny_dataset: str) -> None:
             np.testing.assert_array_equal(v.numpy(), verts)
             np.testing.assert_array_equal(fc.numpy(), faces)
             np.testing.assert_array_equal(f[CHAIR]["test/images"][i], images)
-            np.testing.assert_array_equal(gt.voxels(CHAIR, "test", i).numpy(), grids["softras"])
+            np.testing.assert_array_equal(gt.voxels(CHAIR, "test", i).numpy(), grids["softras-iou"])
             np.testing.assert_array_equal(f[CHAIR]["test/voxels_exact"][i].astype(bool), grids["exact"])
             np.testing.assert_array_equal(grids["exact"], make_object(CHAIR, SPLIT_OFFSET["test"] + i, 0)[2])
         assert gt.grid(CHAIR, "test").dataset == "voxels" and gt.describe()["matches"]
@@ -118,9 +118,9 @@ def test_v1_files_validate_and_report_their_grid(v1_file: str, tmp_path: Path) -
     assert (info.version, info.grids, info.meshes) == (1, ("exact",), False)
     npz = tmp_path / "npz_v1.h5"
     write_v1(npz, {CHAIR: {"train": 1, "val": 1}}, npz_like=True)
-    assert validate(npz).grids == ("softras",)
+    assert validate(npz).grids == ("softras-iou",)
     with h5py.File(npz) as f:
-        assert stored_grid_protocol(f[CHAIR], "val") == "softras"
+        assert stored_grid_protocol(f[CHAIR], "val") == "softras-iou"
     with GroundTruth(v1_file, "softras") as gt:
         assert not gt.has_meshes(CHAIR, "test") and gt.mesh(CHAIR, "test", 0) is None
         assert gt.grid(CHAIR, "test").protocol == "exact" and not gt.grid(CHAIR, "test").matches
@@ -231,7 +231,7 @@ def test_oracle_on_converted_closed_meshes(tmp_path: Path) -> None:
         mesh.export(src / f"{name}.obj")
     out = tmp_path / "closed.h5"
     info, skipped = convert_meshes(src.parent, out, split=(0.5, 0.0, 0.5), workers=1, progress=False)
-    assert skipped == [] and info.meshes and info.grids == ("softras", "exact")
+    assert skipped == [] and info.meshes and info.grids == ("softras-iou", "exact")
     row = oracle_row(out, "test", protocol="softras")
     assert row["mean_iou"] >= 0.97, row
     with GroundTruth(out, "exact") as gt:  # the exact grid is still the v1 centre sampling
@@ -262,7 +262,7 @@ def test_eval_json_records_protocol_per_object_and_meshes(tiny_dataset: str, run
                               "--device", "cpu", "--figures", "1", "--json", str(run_dir / "soft.json"),
                               "--out", str(run_dir / "soft")])
     data = json.loads((run_dir / "soft.json").read_text())
-    assert data["protocol"] == "softras" and data["ground_truth"]["matches"] and data["ground_truth"]["meshes"]
+    assert data["protocol"] == "softras-iou" and data["ground_truth"]["matches"] and data["ground_truth"]["meshes"]
     assert set(data["baselines"]) == {"template", "mean_shape", "retrieval", "oracle"}
     assert set(data["reference_notes"]) == {"retrieval"}
     assert data["baselines"]["oracle"]["mean_iou"] >= 0.97
@@ -301,7 +301,7 @@ def test_v1_file_still_trains_and_evaluates(v1_file: str, tmp_path: Path) -> Non
     out = _train(v1_file, tmp_path / "v1run")
     rec = eval_pipeline.main(["--checkpoint", str(out), "--data", v1_file, "--views", "2", "--device", "cpu",
                               "--figures", "1"])
-    assert rec["protocol"] == "softras" and not rec["ground_truth"]["matches"] and not rec["ground_truth"]["meshes"]
+    assert rec["protocol"] == "softras-iou" and not rec["ground_truth"]["matches"] and not rec["ground_truth"]["meshes"]
     assert any("mixes two grids" in n for n in rec["notes"])
     assert "oracle" not in rec["baselines"] and "no ground-truth meshes" in rec["reference_notes"]["oracle"]
     assert 0 <= rec["mean_iou"] <= 1 and len(rec["per_object"]) == 2 * 1 * 2
@@ -317,3 +317,29 @@ def test_bench_protocols_reports_every_implementation() -> None:
     assert set(out) == {"softras/cpp", "softras/torch", "exact"}
     assert isinstance(out["softras/torch"], float) and out["softras/torch"] > 0 and out["exact"] > 0
     assert isinstance(out["softras/cpp"], str) or out["softras/cpp"] > 0  # a reason when no compiler
+
+
+def test_protocol_old_name_is_an_alias_and_files_keep_theirs(tmp_path: Path) -> None:
+    """``softras-iou`` was ``softras`` (the backend's name): the old name still selects it everywhere,
+    and dataset files still store ``softras`` (the format is unchanged)."""
+    from recon.config import EvalConfig
+    from recon.data.schema import DatasetWriter
+    from recon.ops.voxelize import check_protocol
+
+    assert check_protocol("softras") == check_protocol("softras-iou") == "softras-iou"
+    assert EvalConfig(checkpoint="run", protocol="softras").protocol == "softras-iou"
+    assert grid_bounds("softras") == grid_bounds("softras-iou")
+    with pytest.raises(ValueError, match="unknown 3D-IoU protocol"):
+        check_protocol("soft")
+    path = tmp_path / "d.h5"
+    grid = np.zeros((32, 32, 32), np.uint8)
+    with DatasetWriter(path, voxel_protocol="exact", grids=("softras-iou",)) as w:
+        w.add_category(CHAIR, "chair", source="test")
+        for split in ("train", "val", "test"):
+            w.create_split(CHAIR, split)
+            w.append(CHAIR, split, np.zeros((24, 4, 64, 64), np.uint8), grid, "a", grids={"softras-iou": grid})
+    with h5py.File(path) as f:
+        assert f[f"{CHAIR}/test/voxels_softras"].attrs["protocol"] == "softras"
+    assert validate(path).grids == ("exact", "softras-iou")
+    with GroundTruth(path, "softras") as gt:
+        assert gt.grid(CHAIR, "test").dataset == "voxels_softras" and gt.grid(CHAIR, "test").matches

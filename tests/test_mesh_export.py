@@ -154,13 +154,13 @@ def test_vertex_normals_point_outward_on_a_sphere():
     ("faces_shape", r"faces must have shape \(F, 3\)"),
     ("index", r"face indices must lie in \[0, 642\)"),
     ("nan", "NaN or infinite"),
-    ("colors_shape", r"colors must have shape \(642, 3\)"),
+    ("colours_shape", r"colours must have shape \(642, 3\)"),
 ])
 def test_bad_input_is_refused_and_nothing_is_written(tmp_path, coloured_mesh, save, case, match):
     v, f, c = coloured_mesh
     args = {"verts_shape": (v[:, :2], f, c), "faces_shape": (v, f[:, :2], c), "index": (v, f + 1, c),
             "nan": (v.clone().index_fill_(0, torch.tensor([5]), float("nan")), f, c),
-            "colors_shape": (v, f, c[:10])}[case]
+            "colours_shape": (v, f, c[:10])}[case]
     path = tmp_path / f"bad.{save.__name__[-3:]}"
     with pytest.raises(ValueError, match=match) as err:
         save(path, *args)
@@ -177,7 +177,7 @@ def test_save_prediction_meshes_writes_obj_ply_glb_input_and_manifest(tmp_path, 
     preds = [Prediction("03001627", "chair", "obj/1", 0, image, v, torch.zeros(32, 32, 32, dtype=torch.bool), 0.5),
              Prediction("04379243", "table", "t2", 7, image, v * 0.9, torch.zeros(32, 32, 32, dtype=torch.bool),
                         float("nan"))]
-    paths = save_prediction_meshes(preds, f, tmp_path, colors=[c, None])
+    paths = save_prediction_meshes(preds, f, tmp_path, colours=[c, None])
     chair = "chair_obj_1-92af3a9e_view00"  # "obj/1": "/" replaced, and a hash of the id so "obj_1" stays distinct
     assert [p.name for p in paths] == [f"{chair}.obj", "table_t2_view07.obj"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
@@ -194,4 +194,4 @@ def test_save_prediction_meshes_writes_obj_ply_glb_input_and_manifest(tmp_path, 
     save_prediction_meshes(preds[:1], f, tmp_path / "grey")
     assert (tmp_path / "grey" / f"{chair}.glb").is_file()
     with pytest.raises(ValueError, match="1 colour arrays for 2 predictions"):
-        save_prediction_meshes(preds, f, tmp_path, colors=[c])
+        save_prediction_meshes(preds, f, tmp_path, colours=[c])

@@ -57,3 +57,17 @@ def test_each_encoder_trains_end_to_end(name: str) -> None:
         losses.append(float(out["loss"].detach()))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0] - 0.02, losses
+
+
+def test_checkpoint_with_old_offset_head_name_loads():
+    """The offsets head was ``decoder.fc_bias`` before it was ``decoder.fc_offsets``: old state_dicts load."""
+    torch.manual_seed(0)
+    trained = Reconstructor("baseline")
+    assert "decoder.fc_offsets.weight" in trained.state_dict()
+    old = {k.replace("decoder.fc_offsets.", "decoder.fc_bias."): v for k, v in trained.state_dict().items()}
+    assert "decoder.fc_bias.weight" in old and not any("fc_offsets" in k for k in old)
+    torch.manual_seed(1)
+    fresh = Reconstructor("baseline")
+    fresh.load_state_dict(old)  # strict: every key matched after the remap
+    for k, v in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k

@@ -88,8 +88,8 @@ def test_atomic_writers_refuse_special_files(tmp_path: Path) -> None:
 def test_json_flag_refuses_special_files_before_work(trained_run: Path, tiny_dataset: str, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch, module: str) -> None:
-    import tools.bench
     import recon.workflows.eval
+    import tools.bench
 
     def no_work(*args, **kwargs):
         raise AssertionError("computed before checking the output")
@@ -190,12 +190,12 @@ def test_disk_full_during_training_is_one_line_and_resume_works(trained_run: Pat
 def test_eval_checks_its_outputs_before_computing(trained_run: Path, tiny_dataset: str, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
                                                   flag: str) -> None:
-    import recon.evaluate
+    import recon.workflows.eval
 
     def no_work(*args, **kwargs):
         raise AssertionError("computed before checking the outputs")
 
-    monkeypatch.setattr(recon.evaluate, "evaluate", no_work)
+    monkeypatch.setattr(recon.workflows.eval, "evaluate", no_work)
     unwritable = "/proc/recon-test/eval.json" if flag == "--json" else "/proc/recon-test/figures"
     argv = ["--checkpoint", str(trained_run), "--data", tiny_dataset, "--device", "cpu", "--json",
             str(tmp_path / "e.json"), "--out", str(tmp_path / "figs"), flag, unwritable]

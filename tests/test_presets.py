@@ -24,7 +24,7 @@ def test_presets_hold_softras_schedule() -> None:
         (250_000, 64, 1e-4, 5e-3, 5e-4, 1e-4)
     assert int(s["decay_at"] * s["iterations"]) == 150_000 and s["decay"] == 0.3 and s["eps"] == 1e-10
     assert s["encoders"] == "baseline,resnet,attention" and s["classes"].split(",") == list(SOFTRAS_CLASSES)
-    assert (s["protocol"], s["split"], s["checkpoint"]) == ("softras", "val", "last")
+    assert (s["protocol"], s["split"], s["checkpoint"]) == ("softras-iou", "val", "last")
     assert len(SOFTRAS_CLASSES) == 13 and len(set(REPORT6_CLASSES)) == 6
     assert set(REPORT6_CLASSES) <= set(SOFTRAS_CLASSES)
     assert PRESETS["demo"] == {"iterations": 4000, "batch_size": 16, "lr": 5e-4, "val_every": 1000}
@@ -42,7 +42,7 @@ def test_explicit_flags_override_preset() -> None:
     assert cfg.train.iterations == 250_000 and cfg.train.eps == 1e-10 and cfg.checkpoint == "last"
     cfg = parse_config(["--data", "x.h5", "--preset=demo", "--batch-size", "4"])
     assert (cfg.train.iterations, cfg.train.batch_size, cfg.train.lr, cfg.train.val_every) == (4000, 4, 5e-4, 1000)
-    assert cfg.protocol == "softras" and cfg.classes is None
+    assert cfg.protocol == "softras-iou" and cfg.classes is None
     cfg = parse_config(["--data", "x.h5", "--iterations", "7"])
     assert cfg.preset is None and cfg.train.iterations == 7 and cfg.train.eps == 1e-4
 
@@ -85,7 +85,7 @@ def test_report6_preset_end_to_end(report6_data: Path, tmp_path: Path) -> None:
                            "--val-every", "1", "--val-objects", "1", "--val-views", "1", "--device", "cpu",
                            "--figures", "1", "--no-tensorboard", "--no-full-metrics"])
     data = json.loads((out / "table.json").read_text())
-    assert data["preset"] == "report-6" and data["protocol"] == "softras" and data["split"] == "val"
+    assert data["preset"] == "report-6" and data["protocol"] == "softras-iou" and data["split"] == "val"
     s = data["settings"]
     assert (s["iterations"], s["batch_size"], s["eps"], s["sigma"], s["lambda_lap"], s["checkpoint"]) == \
         (2, 2, 1e-10, 1e-4, 5e-3, "last")
@@ -93,7 +93,7 @@ def test_report6_preset_end_to_end(report6_data: Path, tmp_path: Path) -> None:
     e = data["encoders"]["resnet"]
     assert e["steps"] == 2 and e["eval_step"] == 2 and set(e["per_category"]) == set(data["categories"])
     eval_json = json.loads(Path(e["eval_json"]).read_text())
-    assert eval_json["protocol"] == "softras" and eval_json["ground_truth"]["matches"]  # NMR grids: softras's
+    assert eval_json["protocol"] == "softras-iou" and eval_json["ground_truth"]["matches"]  # NMR grids: softras's
     assert "oracle" not in data["baselines"] and "no ground-truth meshes" in data["reference_notes"]["oracle"]
     assert set(data["published"]) == set(PUBLISHED)
     for key, row in data["published"].items():

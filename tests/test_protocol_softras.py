@@ -277,7 +277,7 @@ def test_enclosed_cavity_is_filled_open_cup_is_not(kernel):
 
 def test_voxelize_dispatches_by_protocol(kernel):
     verts, faces = _deformed_templates(3, seed=13)
-    assert PROTOCOLS == ("softras", "exact")
+    assert PROTOCOLS == ("softras-iou", "exact")
     assert torch.equal(voxelize(verts, faces), voxelize_softras(verts, faces))
     assert torch.equal(voxelize(verts, faces, protocol="exact"), voxelize_exact(verts, faces, R))
     assert torch.equal(voxelize_softras(verts, faces, impl="torch"), voxelize_softras_reference(verts, faces))

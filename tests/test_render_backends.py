@@ -183,3 +183,21 @@ def test_nvdiffrast_clip_positions_keep_depth_order_inside_the_clip_range():
         assert z[b, front[b]].min() == pytest.approx(-0.9) and z[b, front[b]].max() == pytest.approx(0.9)
     pos[..., :2].sum().backward()
     assert torch.isfinite(verts.grad).all() and (verts.grad[0, 2:, :2] == 1).all()
+
+
+def test_one_impl_choice_per_extension_and_colour_runs_name_theirs():
+    """Two extensions, two ImplChoice objects: dibr and softras's colour renders share the rgba one, and
+    the training header of a --colour run names the implementation the colours render with."""
+    from types import SimpleNamespace
+
+    from pipelines.cli import _impls
+    from recon.ops import rgba, silhouette
+
+    soft, dibr = get_renderer("softras", impl="torch"), get_renderer("dibr", impl="torch")
+    assert soft.choice is silhouette.CHOICE and soft.rgba_choice is rgba.CHOICE
+    assert dibr.choice is rgba.CHOICE and dibr.rgba_choice is rgba.CHOICE
+    assert silhouette.CHOICE is not rgba.CHOICE
+    trainer = SimpleNamespace(renderer=soft, cfg=SimpleNamespace(colour=True))
+    assert _impls(trainer) == "torch (colour: torch)"
+    trainer.cfg.colour = False
+    assert _impls(trainer) == "torch"

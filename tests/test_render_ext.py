@@ -11,7 +11,8 @@ import torch
 
 from recon import cameras, mesh
 from recon.render import BackendUnavailable, RasterSettings, get_renderer
-from recon.ops import jit, softras_ext
+from recon.ops import jit
+from recon.ops import silhouette_ext as softras_ext
 from recon.render.softras import available_impls
 from recon.ops.silhouette_torch import soft_silhouette_torch
 from recon.ops.window_pairs import face_windows
@@ -343,8 +344,6 @@ def test_cpp_kernel_input_checks():
         ext.forward(ndc.half(), faces, 16, 1e-3, 1e-2)
     with pytest.raises(RuntimeError, match="contiguous"):
         ext.forward(ndc.transpose(1, 2).contiguous().transpose(1, 2), faces, 16, 1e-3, 1e-2)
-    with pytest.raises(RuntimeError, match="face indices"):
-        ext.forward(ndc, faces + 1000, 16, 1e-3, 1e-2)
     assert ext.with_cuda is False
     if torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="not compiled with GPU support"):
@@ -391,3 +390,17 @@ def test_cuda_source_compiles_with_nvcc(tmp_path):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_bad_face_index_checked_off_the_hot_path(monkeypatch):
+    """The kernel no longer reads faces back to the host; the wrapper checks them with
+    RECON_DEBUG_CHECKS=1, the renderer once per faces tensor (recon.ops.checks)."""
+    _kernel("cpp")
+    ndc, faces = _sphere(1, 1, seed=0, dtype=torch.float32)
+    monkeypatch.setenv("RECON_DEBUG_CHECKS", "1")
+    with pytest.raises(ValueError, match=r"face indices must be in \[0, "):
+        softras_ext.soft_silhouette_ext(ndc, faces + 1000, 16, 1e-3, 1e-2, kind="cpp")
+    monkeypatch.delenv("RECON_DEBUG_CHECKS")
+    renderer = get_renderer("softras", impl="cpp", image_size=16)
+    with pytest.raises(ValueError, match="face indices must be in"):
+        renderer.silhouettes(torch.rand(1, 3, 3), torch.tensor([[0, 1, 3]]), torch.zeros(1))

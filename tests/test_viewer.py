@@ -51,8 +51,8 @@ def _asymmetric_mesh() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     ball.apply_translation((0.0, 0.25, -0.1))
     m = trimesh.util.concatenate([body, arm, ball])
     v = torch.tensor(m.vertices, dtype=torch.float32)
-    colors = torch.where(v[:, :1] > 0, torch.tensor([0.9, 0.12, 0.1]), torch.tensor([0.1, 0.2, 0.9]))
-    return v, torch.tensor(m.faces, dtype=torch.int64), colors
+    colours = torch.where(v[:, :1] > 0, torch.tensor([0.9, 0.12, 0.1]), torch.tensor([0.1, 0.2, 0.9]))
+    return v, torch.tensor(m.faces, dtype=torch.int64), colours
 
 
 def _dataset_image(verts: torch.Tensor, faces: torch.Tensor, view: int, size: int = 64) -> torch.Tensor:
@@ -115,7 +115,7 @@ def test_display_frame_is_the_datasets_mirror_with_outward_faces():
 
 def test_bad_items_are_refused_with_the_item_named():
     v, f = load_template()
-    with pytest.raises(ValueError, match=r"chair/x: colors must have shape \(642, 3\)"):
+    with pytest.raises(ValueError, match=r"chair/x: colours must have shape \(642, 3\)"):
         _display_mesh(ViewerItem(v, f, torch.rand(5, 3), category="chair", object_id="x"))
     with pytest.raises(ValueError, match="face indices outside"):
         _display_mesh(ViewerItem(v, f + 1, category="chair", object_id="x"))
@@ -130,7 +130,7 @@ def test_items_from_saved_meshes_round_trip(tmp_path):
     v, f, c = _asymmetric_mesh()
     image = _dataset_image(v, f, 2)
     preds = [Prediction("03001627", "chair", "a1", 2, image, v, torch.zeros(32, 32, 32, dtype=torch.bool), 0.6)]
-    save_prediction_meshes(preds, f, tmp_path / "eval" / "meshes", colors=[c])
+    save_prediction_meshes(preds, f, tmp_path / "eval" / "meshes", colours=[c])
     direct = viewer_items(preds, f, [c], mesh_dir=tmp_path / "eval" / "meshes", page_dir=tmp_path / "eval")
     (loaded,) = viewer_items_from_meshes(tmp_path / "eval" / "meshes", page_dir=tmp_path, group="A")
     assert direct[0].links == {"glb": "meshes/chair_a1_view02.glb", "ply": "meshes/chair_a1_view02.ply",
@@ -139,7 +139,7 @@ def test_items_from_saved_meshes_round_trip(tmp_path):
     assert (loaded.category, loaded.object_id, loaded.view, loaded.iou, loaded.group) == ("chair", "a1", 2, 0.6, "A")
     np.testing.assert_allclose(loaded.verts, v.numpy(), atol=1e-6)
     np.testing.assert_array_equal(loaded.faces, f.numpy())
-    np.testing.assert_allclose(loaded.colors, np.round(c.numpy() * 255) / 255, atol=1e-6)
+    np.testing.assert_allclose(loaded.colours, np.round(c.numpy() * 255) / 255, atol=1e-6)
     a, b = _display_mesh(direct[0]), _display_mesh(loaded)
     np.testing.assert_array_equal(a[2], b[2])  # same colour bytes either way
     with pytest.raises(ValueError, match="predictions.json: cannot read the predictions manifest"):

@@ -33,7 +33,7 @@ from recon.errors import InputError
 from recon.mesh import voxels_to_mesh
 from recon.report.mesh_export import save_glb
 from recon.data.ground_truth import GroundTruth
-from recon.ops.voxelize import grid_bounds
+from recon.ops.voxelize import DEFAULT_PROTOCOL, grid_bounds
 from recon.report import prediction_mesh_name
 
 __all__ = ["ALL", "COLUMNS", "GT_COLOUR", "EvalFileError", "EvalRow", "RowFiles", "EvalBrowser", "find_eval_json"]
@@ -125,7 +125,7 @@ class EvalBrowser:
         self.record = record
         self.rows = _rows(self.path, record)
         self.split = str(record.get("split", "test"))
-        self.protocol = str(record.get("protocol", "softras"))
+        self.protocol = str(record.get("protocol", DEFAULT_PROTOCOL))
         self.data = str(data) if data else None
         self.keys: dict[str, str] = {}  # category name -> group key
         if self.data is not None:

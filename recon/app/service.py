@@ -190,16 +190,16 @@ class AppService:
         stem = _safe_stem(name or Path(path).stem)
         out = self._answer_dir()
         files = {ext: out / f"{stem}.{ext}" for ext in ("glb", "obj", "ply")}
-        save_glb(files["glb"], rec.verts, rec.faces, rec.colors)
+        save_glb(files["glb"], rec.verts, rec.faces, rec.colours)
         save_obj(files["obj"], rec.verts, rec.faces)
-        save_ply(files["ply"], rec.verts, rec.faces, rec.colors)
+        save_ply(files["ply"], rec.verts, rec.faces, rec.colours)
         figure = out / f"{stem}_silhouette.png"
         atomic_write_bytes(figure, silhouette_png(rec.prepared.image, sil))
         seconds = time.perf_counter() - t0
         self.served += 1
         p = rec.prepared
         mask = "its alpha channel" if p.used_alpha else "segmentation from the background"
-        colours = "vertex colours" if rec.colors is not None else "grey (this checkpoint predicts no colours)"
+        colours = "vertex colours" if rec.colours is not None else "grey (this checkpoint predicts no colours)"
         summary = (f"Mask from {mask}; framing {p.framing}, the object fills {p.fill:.0%} of the frame. "
                    f"Best-matching training view {view} (azimuth {-cameras.AZIMUTH_STEP * view:.0f} deg, "
                    f"elevation {cameras.ELEVATION:.0f} deg): silhouette IoU {iou:.3f} against the input mask. "

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from recon.data.schema import MESH_FACES, MESH_OFFSETS, MESH_VERTS, VOXELS_PROTOCOL_ATTR, DatasetFormatError
-from recon.ops.voxelize import check_protocol, voxelize
+from recon.ops.voxelize import SOFTRAS_IOU, check_protocol, stored_name, voxelize
 from recon.ops.voxelize_softras import fill_enclosed
 
 __all__ = ["GridChoice", "stored_grid_protocol", "GroundTruth", "ground_truth_grid"]
@@ -48,11 +48,11 @@ def _text(value: Any) -> str:
 
 def stored_grid_protocol(category: h5py.Group, split: str) -> str:
     """Protocol of ``/<category>/<split>/voxels``: its ``protocol`` attribute (v2), else the v1 rule
-    (``softras`` for NMR grids converted from SoftRas npz, ``exact`` otherwise)."""
+    (``softras-iou`` for NMR grids converted from SoftRas npz, ``exact`` otherwise)."""
     ds = category[split]["voxels"]
     if VOXELS_PROTOCOL_ATTR in ds.attrs:
-        return _text(ds.attrs[VOXELS_PROTOCOL_ATTR])
-    return "softras" if "voxel_transform" in category.attrs else "exact"
+        return check_protocol(_text(ds.attrs[VOXELS_PROTOCOL_ATTR]), "protocol")
+    return SOFTRAS_IOU if "voxel_transform" in category.attrs else "exact"
 
 
 class GroundTruth:
@@ -61,7 +61,7 @@ class GroundTruth:
 
     Args:
         path: a format v1 or v2 HDF5 dataset (already validated by the caller).
-        protocol: ``"softras"`` or ``"exact"``.
+        protocol: ``"softras-iou"`` (or its old name ``"softras"``) or ``"exact"``.
     """
 
     def __init__(self, path: str | os.PathLike, protocol: str):
@@ -93,7 +93,7 @@ class GroundTruth:
         if (key, split) not in self._choices:
             cat = self._file()[key]
             stored = stored_grid_protocol(cat, split)
-            extra = f"voxels_{self.protocol}"
+            extra = f"voxels_{stored_name(self.protocol)}"
             if stored == self.protocol:
                 choice = GridChoice("voxels", stored, True)
             elif extra in cat[split]:
@@ -148,12 +148,12 @@ class GroundTruth:
                 "matches": all(c.matches for c in self._choices.values())}
 
 
-def ground_truth_grid(verts: torch.Tensor, faces: torch.Tensor, solid: torch.Tensor, protocol: str = "softras"
+def ground_truth_grid(verts: torch.Tensor, faces: torch.Tensor, solid: torch.Tensor, protocol: str = SOFTRAS_IOU
                       ) -> torch.Tensor:
     """The ground-truth grid of a GT mesh under ``protocol``, as our converters store it.
 
     * ``exact``: ``solid`` itself (cells whose centre lies inside the object).
-    * ``softras``: SoftRas's voxelization of the mesh (surface cells + the cells they enclose),
+    * ``softras-iou``: SoftRas's voxelization of the mesh (surface cells + the cells they enclose),
       united with ``solid`` and with the cells the union encloses. For a closed mesh this is SoftRas's
       voxelization, so a perfect prediction scores 1; for a mesh with holes, which SoftRas's flood
       fill leaks through, the interior still counts (the oracle row then shows what the protocol
@@ -167,7 +167,7 @@ def ground_truth_grid(verts: torch.Tensor, faces: torch.Tensor, solid: torch.Ten
         (R, R, R) bool in our axis order.
     """
 
-    check_protocol(protocol, "protocol")
+    protocol = check_protocol(protocol, "protocol")
     solid = torch.as_tensor(solid, dtype=torch.bool).cpu()
     if protocol == "exact":
         return solid

@@ -34,7 +34,7 @@ numbers; ``recon.workflows.predict`` measures them on the checkpoint's own datas
 * ``auto`` (default): ``as-is`` for an image ``in_training_framing``: square, with transparency
   (the signature of a render), its object's fill and centre within the extremes the training
   images show. Any other image (a photo, a cut-out placed anywhere) is framed by
-  self-consistency with the model (``recon.framing``, called by ``recon.predict``); without a
+  self-consistency with the model (``recon.framing``, called by ``recon.workflows.predict``); without a
   model (``prepare_image``) it is centred and keeps its own fill (its longer side over the
   image's longer side) clamped into ``[FillStats.low, FillStats.high]``, the rule ``auto``
   followed before the search.
@@ -533,7 +533,7 @@ def prepare_image(path: str | os.PathLike, size: int = 64, framing: Framing = Fr
                   fills: FillStats = EMBEDDED_FILLS) -> PreparedImage:
     """Load, segment and frame one image file without a model (see the module docstring): ``auto``
     is ``as-is`` for an image ``in_training_framing``, else the object centred at its own fill
-    clamped into ``[fills.low, fills.high]`` (what ``recon.predict`` replaces by the self-consistent
+    clamped into ``[fills.low, fills.high]`` (what ``recon.workflows.predict`` replaces by the self-consistent
     search, ``recon.framing``, when it has the model).
 
     Args:

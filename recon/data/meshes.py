@@ -55,7 +55,7 @@ from recon.data.raster import render_views
 from recon.data.schema import SPLITS, VOXEL_RES, DatasetInfo, DatasetWriter, validate
 from recon.errors import ConfigError, InputError, MissingPathError, PathPermissionError
 from recon.ops.voxelize_exact import voxelize, winding_occupancy
-from recon.ops.voxelize import PROTOCOLS, grid_bounds
+from recon.ops.voxelize import PROTOCOLS, SOFTRAS_IOU, grid_bounds
 from recon.data.ground_truth import ground_truth_grid
 from recon.progress import progress_bar
 
@@ -278,7 +278,7 @@ def _convert(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
         grids = ground_truth_grids(verts, faces)
     except (ValueError, RuntimeError, IndexError, MemoryError) as e:
         return f"processing failed ({type(e).__name__}: {' '.join(str(e).split())[:120]})"
-    return images, pack_voxels(grids["softras"]), pack_voxels(grids["exact"]), verts, faces
+    return images, pack_voxels(grids[SOFTRAS_IOU]), pack_voxels(grids["exact"]), verts, faces
 
 
 def _object_id(path: Path, root: Path) -> str:
@@ -393,7 +393,7 @@ def convert_meshes(
         jobs = [(key, s, p) for key, splits in plan.items() for s in SPLITS for p in splits[s]]
         task = bar.add_task("rendering + voxelizing", total=len(jobs))
         trained: set[str] = set()  # categories with at least one converted train object
-        with DatasetWriter(out_path, voxel_protocol="softras", grids=("exact",), meshes=True) as writer:
+        with DatasetWriter(out_path, voxel_protocol=SOFTRAS_IOU, grids=("exact",), meshes=True) as writer:
             for key, splits in plan.items():
                 writer.add_category(key, category_name(key), source=f"meshes:{shown(src_dir)}",
                                     rgb_convention="Lambert shaded, premultiplied over black (background 0)",

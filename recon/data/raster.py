@@ -7,7 +7,7 @@ view ring with exactly the projection of the soft rasterizer (``recon.cameras``)
   placed at the centres of a regular sub-grid (so ``supersample=1`` samples pixel centres);
   ``alpha = round(255 * covered / supersample^2)``.
 * **RGB** = Lambert shading with a z-buffer: each covered sample takes the nearest face
-  (perspective-correct depth), shaded ``color * (ambient + diffuse * max(0, n . l))`` with
+  (perspective-correct depth), shaded ``colour * (ambient + diffuse * max(0, n . l))`` with
   the face normal turned towards the camera (meshes need not be consistently oriented) and
   a light direction fixed in camera space. Samples are averaged over the pixel
   *premultiplied*, i.e. **composited over black**: background pixels (alpha = 0) are
@@ -79,7 +79,7 @@ def render_views(
     image_size: int = cameras.IMAGE_SIZE,
     supersample: int = 3,
     light_dir: tuple[float, float, float] = DEFAULT_LIGHT,
-    color: tuple[float, float, float] = (0.8, 0.8, 0.8),
+    colour: tuple[float, float, float] = (0.8, 0.8, 0.8),
     ambient: float = 0.35,
     cull_backfaces: bool = False,
     elevation: float = cameras.ELEVATION,
@@ -96,7 +96,7 @@ def render_views(
         image_size: S, output is S x S.
         supersample: sub-samples per pixel side for coverage (alpha) and shading.
         light_dir: direction towards the light, camera frame.
-        color: base RGB in [0, 1].
+        colour: base RGB in [0, 1].
         ambient: ambient term; diffuse weight is ``1 - ambient``.
         cull_backfaces: drop faces whose winding faces away from the camera. Only valid for
             closed, consistently outward-oriented meshes (there it halves the work and changes
@@ -223,7 +223,7 @@ def render_views(
 
     covered = _pool((best > 0).float(), n, s, ss)
     lum = _pool(best_shade, n, s, ss)  # zero where uncovered
-    img = torch.cat([lum[:, None] * torch.tensor(color, dtype=torch.float32)[None, :, None, None], covered[:, None]], 1)
+    img = torch.cat([lum[:, None] * torch.tensor(colour, dtype=torch.float32)[None, :, None, None], covered[:, None]], 1)
     out[:] = (img * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
     return out
 

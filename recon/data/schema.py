@@ -52,7 +52,7 @@ from recon.choices import SPLITS
 from recon.errors import InputError
 from recon.io import atomic_path
 from recon.names import name_problem, object_id_problem, shown
-from recon.ops.voxelize import PROTOCOLS
+from recon.ops.voxelize import SOFTRAS_IOU, PROTOCOL_ALIASES, PROTOCOLS, STORED_NAMES, check_protocol
 from recon.signals import check, graceful_stop
 
 __all__ = [
@@ -248,7 +248,7 @@ def _validate_open(path: str, f: h5py.File, require_splits: tuple[str, ...], che
                 grids.append(_validate_grids(path, grp[s], f"/{cat}/{s}", n))
                 meshes.append(_validate_meshes(path, grp[s], f"/{cat}/{s}", n, check_meshes))
             else:
-                grids.append(("softras" if "voxel_transform" in grp.attrs else "exact",))
+                grids.append((SOFTRAS_IOU if "voxel_transform" in grp.attrs else "exact",))
                 meshes.append(False)
             if deep:
                 _read_every_chunk(path, grp[s], f"/{cat}/{s}")
@@ -285,9 +285,10 @@ def _validate_grids(path: str, grp: h5py.Group, where: str, n: int) -> tuple[str
                                                    f"{VOXEL_RES}, {VOXEL_RES}) matching images")
             _check_stored(path, ds, f"{where}/{key}")
         protocol = ds.attrs.get(VOXELS_PROTOCOL_ATTR)
-        protocol = protocol.decode("utf-8", "replace") if isinstance(protocol, bytes) else protocol
-        if protocol not in PROTOCOLS or (key != "voxels" and key != f"voxels_{protocol}"):
-            want = key[len("voxels_"):] if key != "voxels" else " | ".join(PROTOCOLS)
+        stored = protocol.decode("utf-8", "replace") if isinstance(protocol, bytes) else protocol
+        protocol = PROTOCOL_ALIASES.get(stored, stored)  # files store "softras" for softras-iou
+        if protocol not in PROTOCOLS or (key != "voxels" and key != f"voxels_{stored}"):
+            want = key[len("voxels_"):] if key != "voxels" else " | ".join(STORED_NAMES.values())
             raise _err(path, f"{where}/{key}", f"attribute {VOXELS_PROTOCOL_ATTR}={protocol!r}, expected {want} "
                                                f"(the 3D-IoU protocol the grid was made under)")
         if protocol in out:
@@ -466,7 +467,7 @@ def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
 class DatasetWriter:
     """Streaming writer of format-v2 files. Use as a context manager::
 
-        with DatasetWriter(out, voxel_protocol="softras", grids=("exact",), meshes=True) as w:
+        with DatasetWriter(out, voxel_protocol=SOFTRAS_IOU, grids=("exact",), meshes=True) as w:
             w.add_category("03001627", "chair", source="synthetic")
             w.create_split("03001627", "train", capacity=N)
             w.append("03001627", "train", images, voxels, object_id,
@@ -490,7 +491,9 @@ class DatasetWriter:
         self.attrs = dict(format=FORMAT, version=VERSION, image_size=image_size, num_views=num_views,
                           elevation=elevation, distance=distance, viewing_angle=viewing_angle,
                           azimuth_step=azimuth_step)
-        bad = [p for p in (voxel_protocol, *grids) if p not in PROTOCOLS]
+        bad = [p for p in (voxel_protocol, *grids) if PROTOCOL_ALIASES.get(p, p) not in PROTOCOLS]
+        if not bad:
+            voxel_protocol, grids = check_protocol(voxel_protocol), tuple(check_protocol(p) for p in grids)
         if bad or voxel_protocol in grids or len(set(grids)) != len(grids):
             raise ValueError(f"DatasetWriter: voxel_protocol {voxel_protocol!r} and grids {grids!r} must be distinct "
                              f"protocols among {', '.join(PROTOCOLS)}")
@@ -547,10 +550,11 @@ class DatasetWriter:
                            chunks=(1, 1, 4, s, s), compression="gzip", compression_opts=self.compression,
                            shuffle=True)
         r = VOXEL_RES
-        for name, protocol in (("voxels", self.voxel_protocol), *((f"voxels_{p}", p) for p in self.grids)):
+        for name, protocol in (("voxels", self.voxel_protocol),
+                               *((f"voxels_{STORED_NAMES[p]}", p) for p in self.grids)):
             grp.create_dataset(name, shape=(cap, r, r, r), maxshape=(None, r, r, r), dtype=np.uint8,
                                chunks=(1, r, r, r), compression="gzip", compression_opts=self.compression)
-            grp[name].attrs[VOXELS_PROTOCOL_ATTR] = protocol
+            grp[name].attrs[VOXELS_PROTOCOL_ATTR] = STORED_NAMES[protocol]
         grp.create_dataset("object_ids", shape=(cap,), maxshape=(None,), dtype=h5py.string_dtype())
         if self.meshes:
             for name, dtype in ((MESH_VERTS, np.float32), (MESH_FACES, np.int32)):
@@ -560,7 +564,7 @@ class DatasetWriter:
         self._count[(key, split)] = 0
 
     def _per_object(self) -> tuple[str, ...]:
-        return ("images", "voxels", *(f"voxels_{p}" for p in self.grids), "object_ids")
+        return ("images", "voxels", *(f"voxels_{STORED_NAMES[p]}" for p in self.grids), "object_ids")
 
     def append(self, key: str, split: str, images: np.ndarray, voxels: np.ndarray, object_id: str,
                grids: dict[str, np.ndarray] | None = None,
@@ -573,7 +577,7 @@ class DatasetWriter:
         if images.shape != (v, 4, s, s) or images.dtype != np.uint8:
             raise ValueError(f"images for {where}: got {images.shape} {images.dtype}, "
                              f"expected ({v}, 4, {s}, {s}) uint8")
-        grids = dict(grids or {})
+        grids = {check_protocol(p, "grids"): g for p, g in (grids or {}).items()}
         if set(grids) != set(self.grids):
             raise ValueError(f"grids for {where}: got {sorted(grids)}, expected {sorted(self.grids)}")
         for name, grid in (("voxels", voxels), *grids.items()):
@@ -593,7 +597,7 @@ class DatasetWriter:
         grp["images"][i] = images
         grp["voxels"][i] = np.asarray(voxels).astype(np.uint8)
         for p, grid in grids.items():
-            grp[f"voxels_{p}"][i] = np.asarray(grid).astype(np.uint8)
+            grp[f"voxels_{STORED_NAMES[p]}"][i] = np.asarray(grid).astype(np.uint8)
         grp["object_ids"][i] = object_id
         if mesh is not None:
             offsets = grp[MESH_OFFSETS]

@@ -33,6 +33,7 @@ import numpy as np
 
 from recon.data.categories import category_name, resolve_categories
 from recon.data.schema import SPLITS, VOXEL_RES, DatasetInfo, DatasetWriter, validate
+from recon.ops.voxelize import SOFTRAS_IOU
 from recon.data.voxel_axes import NMR_AXES, apply_axes, canonical_axes, detect_axes
 from recon.errors import InputError, MissingPathError, PathPermissionError
 from recon.names import name_problem, shown
@@ -268,8 +269,8 @@ def convert_softras(
         transforms[cls] = (spec, note)
 
     bar = progress_bar(enabled=progress)
-    with DatasetWriter(out_path, voxel_protocol="softras") as writer, bar:
-        task = bar.add_task("softras", total=sum(counts.values()))
+    with DatasetWriter(out_path, voxel_protocol=SOFTRAS_IOU) as writer, bar:
+        task = bar.add_task("nmr", total=sum(counts.values()))
         for cls, per_split in inputs.items():
             writer.add_category(cls, category_name(cls), source=f"softras-npz:{src}",
                                 voxel_transform=transforms[cls][0], voxel_transform_note=transforms[cls][1],

@@ -66,8 +66,8 @@ class Reconstructor(nn.Module):
             raise ValueError(f"expected RGBA images (B, 4, S, S), got {tuple(images.shape)}")
         with autocast(images.device.type, self.precision):
             latent = self.encoder(images.contiguous(memory_format=self.memory_format))
-            bias, centroid = self.decoder.heads(latent)
-        verts = self.decoder.deform(bias.float(), centroid.float())
+            offsets, centroid = self.decoder.heads(latent)
+        verts = self.decoder.deform(offsets.float(), centroid.float())
         if not with_colours:
             return verts
         if self.colour_head is None:

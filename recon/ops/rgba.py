@@ -1,7 +1,7 @@
 """The RGBA ops: colour renders behind one call each, with a choice of implementation.
 
-    soft_rgba(verts_ndc, faces, colors, settings, impl)   SoftRas soft z-buffer + soft silhouette
-    dibr_rgba(verts_ndc, faces, colors, settings, impl)   DIB-R-style hard interpolation + soft alpha
+    soft_rgba(verts_ndc, faces, colours, settings, impl)   SoftRas soft z-buffer + soft silhouette
+    dibr_rgba(verts_ndc, faces, colours, settings, impl)   DIB-R-style hard interpolation + soft alpha
 
 ``impl``: "torch" (the references, any device), "cpp" (CPU kernel), "cuda" (CUDA kernel) or "auto":
 the kernel for the input's device, falling back to torch (logged once, with the reason) when it
@@ -41,14 +41,14 @@ def resolve_impl(requested: str, device: torch.device) -> str:
     return CHOICE.resolve(requested, device)
 
 
-def soft_rgba(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, settings: RasterSettings,
+def soft_rgba(verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, settings: RasterSettings,
               impl: str = "auto") -> torch.Tensor:
     """SoftRas soft z-buffer of projected meshes (options from ``settings``).
 
     Args:
         verts_ndc: (B, V, 3) NDC x, y and camera depth z.
         faces: (F, 3) int64.
-        colors: (B, V, C) per-vertex colours.
+        colours: (B, V, C) per-vertex colours.
         settings: image size, sigma, cutoff, gamma, near, far, background_eps, background (C values).
         impl: "auto", "torch", "cpp" or "cuda".
     Returns:
@@ -58,16 +58,16 @@ def soft_rgba(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor
     opts = dict(gamma=s.gamma, near=s.near, far=s.far, eps=s.background_eps, background=s.background)
     which = resolve_impl(impl, verts_ndc.device)
     if which == "torch":
-        return soft_rgba_torch(verts_ndc, faces, colors, s.image_size, s.sigma, s.cutoff_sq, **opts)
-    return soft_rgba_ext(verts_ndc, faces, colors, s.image_size, s.sigma, s.cutoff_sq, kind=which, **opts)
+        return soft_rgba_torch(verts_ndc, faces, colours, s.image_size, s.sigma, s.cutoff_sq, **opts)
+    return soft_rgba_ext(verts_ndc, faces, colours, s.image_size, s.sigma, s.cutoff_sq, kind=which, **opts)
 
 
-def dibr_rgba(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, settings: RasterSettings,
+def dibr_rgba(verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, settings: RasterSettings,
               impl: str = "auto") -> torch.Tensor:
     """DIB-R-style render of projected meshes (image size, sigma, cutoff, background from ``settings``);
     arguments and result as :func:`soft_rgba`."""
     s = settings
     which = resolve_impl(impl, verts_ndc.device)
     if which == "torch":
-        return dibr_rgba_torch(verts_ndc, faces, colors, s.image_size, s.sigma, s.cutoff_sq, s.background)
-    return dibr_rgba_ext(verts_ndc, faces, colors, s.image_size, s.sigma, s.cutoff_sq, s.background, kind=which)
+        return dibr_rgba_torch(verts_ndc, faces, colours, s.image_size, s.sigma, s.cutoff_sq, s.background)
+    return dibr_rgba_ext(verts_ndc, faces, colours, s.image_size, s.sigma, s.cutoff_sq, s.background, kind=which)

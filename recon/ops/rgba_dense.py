@@ -49,16 +49,16 @@ def _dense_geometry(verts_ndc: torch.Tensor, faces: torch.Tensor, image_size: in
             "w": w, "z": fv[..., 2][:, None].expand_as(w)}
 
 
-def _face_colors(colors: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+def _face_colours(colours: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """(B, V, C) -> (B, 1, F, 3, C)."""
-    return colors[:, faces.long()][:, None]
+    return colours[:, faces.long()][:, None]
 
 
-def soft_rgba_dense(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, image_size: int,
+def soft_rgba_dense(verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, image_size: int,
                     sigma: float, cutoff_sq: float, gamma: float = 1e-4, near: float = 1.0, far: float = 100.0,
                     eps: float = 1e-3, background: tuple[float, ...] = (0.0, 0.0, 0.0)) -> torch.Tensor:
     """SoftRas soft z-buffer by brute force; same arguments and result as ``soft_rgba_torch``."""
-    b, s, nc = verts_ndc.shape[0], image_size, colors.shape[-1]
+    b, s, nc = verts_ndc.shape[0], image_size, colours.shape[-1]
     g = _dense_geometry(verts_ndc, faces, s)
     d2, inside = g["d2"], g["inside"]
     sign = torch.where(inside, 1.0, -1.0).to(verts_ndc.dtype)
@@ -77,18 +77,18 @@ def soft_rgba_dense(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
         zmax = zn.max(-1, keepdim=True).values.clamp(min=eps)
     weight = torch.where(coloured, torch.sigmoid(sign * d2 / sigma) * torch.exp((zn - zmax) / gamma),
                          torch.zeros_like(zn))
-    col = (wc[..., None] * _face_colors(colors, faces)).sum(-2)  # (B, P, F, C)
+    col = (wc[..., None] * _face_colours(colours, faces)).sum(-2)  # (B, P, F, C)
     bg_w = torch.exp((eps - zmax[..., 0]) / gamma)  # (B, P)
     bg = torch.as_tensor(background, dtype=verts_ndc.dtype, device=verts_ndc.device)
     rgb = (bg_w[..., None] * bg + (weight[..., None] * col).sum(-2)) / (bg_w + weight.sum(-1))[..., None]
     return torch.cat([rgb, alpha[..., None]], -1).reshape(b, s, s, nc + 1).permute(0, 3, 1, 2)
 
 
-def dibr_rgba_dense(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, image_size: int,
+def dibr_rgba_dense(verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, image_size: int,
                     sigma: float, background: tuple[float, ...] = (0.0, 0.0, 0.0)) -> torch.Tensor:
     """DIB-R-style render by brute force; same arguments and result as ``dibr_rgba_torch`` without
     its culling (``cutoff_sq``)."""
-    b, s, nc = verts_ndc.shape[0], image_size, colors.shape[-1]
+    b, s, nc = verts_ndc.shape[0], image_size, colours.shape[-1]
     g = _dense_geometry(verts_ndc, faces, s)
     d2, inside, w = g["d2"], g["inside"] & g["valid"], g["w"]
     with torch.no_grad():
@@ -97,7 +97,7 @@ def dibr_rgba_dense(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
         nearest = depth.argmin(-1)  # first minimum, like the kernels' strict "nearer than"
         covered = inside.any(-1)  # (B, P)
     w_sel = w.gather(2, nearest[..., None, None].expand(-1, -1, 1, 3))[:, :, 0]  # (B, P, 3)
-    c_sel = colors[:, faces.long()][torch.arange(b, device=colors.device)[:, None], nearest]  # (B, P, 3, C)
+    c_sel = colours[:, faces.long()][torch.arange(b, device=colours.device)[:, None], nearest]  # (B, P, 3, C)
     rgb_cov = (w_sel[..., None] * c_sel).sum(-2)
     bg = torch.as_tensor(background, dtype=verts_ndc.dtype, device=verts_ndc.device)
     rgb = torch.where(covered[..., None], rgb_cov, bg.expand_as(rgb_cov))

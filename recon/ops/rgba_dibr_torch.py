@@ -41,24 +41,24 @@ def log_one_minus_exp_neg(x: torch.Tensor) -> torch.Tensor:
     return torch.log(-torch.expm1(-x.clamp(min=MIN_EXPONENT)))
 
 
-def dibr_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, image_size: int,
+def dibr_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, image_size: int,
                     sigma: float, cutoff_sq: float, background: tuple[float, ...] | torch.Tensor = (0.0, 0.0, 0.0)
                     ) -> torch.Tensor:
     """Hard-rasterized interpolated colours plus DIB-R's soft alpha, windowed, differentiable.
 
     Args:
-        verts_ndc, faces, colors, image_size: as :func:`recon.ops.rgba_soft_torch.soft_rgba_torch`
-            (``colors`` may be any C per-vertex attributes).
+        verts_ndc, faces, colours, image_size: as :func:`recon.ops.rgba_soft_torch.soft_rgba_torch`
+            (``colours`` may be any C per-vertex attributes).
         sigma: soft-alpha sharpness (> 0): ``exp(-d^2 / sigma)``.
         cutoff_sq: faces farther than ``sqrt(cutoff_sq)`` from an uncovered pixel are ignored.
         background: C values for uncovered pixels.
     Returns:
         (B, C + 1, S, S): attributes then alpha, row 0 at the top; differentiable w.r.t.
-        ``verts_ndc`` (x, y) and ``colors``.
+        ``verts_ndc`` (x, y) and ``colours``.
     """
-    r = rgba_pairs(verts_ndc, faces, colors, image_size, cutoff_sq, background)
+    r = rgba_pairs(verts_ndc, faces, colours, image_size, cutoff_sq, background)
     pairs, face_verts, p = r.pairs, r.face_verts, r.centres
-    b, v, nc = *verts_ndc.shape[:2], colors.shape[-1]
+    b, v, nc = *verts_ndc.shape[:2], colours.shape[-1]
     s, dtype, device = int(image_size), verts_ndc.dtype, verts_ndc.device
     npix = b * s * s
     flat = verts_ndc.reshape(b * v, 3)
@@ -81,7 +81,7 @@ def dibr_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
         soft = (~pairs.inside & ~covered[pairs.pixel]).nonzero()[:, 0]
 
     w = barycentric(xy[face_verts[win]], p[win])
-    rgb_win = (w[..., None] * colors.reshape(b * v, nc)[face_verts[win]]).sum(1)
+    rgb_win = (w[..., None] * colours.reshape(b * v, nc)[face_verts[win]]).sum(1)
     rgb = r.background.repeat(npix, 1).index_put((pairs.pixel[win],), rgb_win)
 
     soft_pairs = pairs.select(soft)

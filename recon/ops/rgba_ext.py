@@ -21,6 +21,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from recon.ops import jit
+from recon.ops.checks import kernel_inputs
 from recon.ops.rgba_soft_torch import check_rgba_inputs
 from recon.ops.unavailable import BackendUnavailable
 
@@ -65,11 +66,11 @@ def load_extension(kind: str = "cpp", verbose: bool = False) -> ModuleType:
 
 class _SoftRGBA(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, verts_ndc, faces, colors, module, image_size, sigma, cutoff_sq, gamma, near, far, eps,
+    def forward(ctx, verts_ndc, faces, colours, module, image_size, sigma, cutoff_sq, gamma, near, far, eps,
                 background):
-        image, not_alpha, zmax, den = module.soft_forward(verts_ndc, faces, colors, image_size, sigma, cutoff_sq, gamma,
+        image, not_alpha, zmax, den = module.soft_forward(verts_ndc, faces, colours, image_size, sigma, cutoff_sq, gamma,
                                                         near, far, eps, background)
-        ctx.save_for_backward(verts_ndc, faces, colors, image, not_alpha, zmax, den)
+        ctx.save_for_backward(verts_ndc, faces, colours, image, not_alpha, zmax, den)
         ctx.module = module
         ctx.opts = (image_size, sigma, cutoff_sq, gamma, near, far, eps)
         return image
@@ -77,10 +78,10 @@ class _SoftRGBA(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_image):
-        verts_ndc, faces, colors, image, not_alpha, zmax, den = ctx.saved_tensors
+        verts_ndc, faces, colours, image, not_alpha, zmax, den = ctx.saved_tensors
         grad_v = grad_c = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[2]:
-            grad_v, grad_c = ctx.module.soft_backward(grad_image.contiguous(), image, verts_ndc, faces, colors,
+            grad_v, grad_c = ctx.module.soft_backward(grad_image.contiguous(), image, verts_ndc, faces, colours,
                                                       not_alpha, zmax, den, *ctx.opts)
         return (grad_v if ctx.needs_input_grad[0] else None, None, grad_c if ctx.needs_input_grad[2] else None,
                 *([None] * 9))
@@ -88,10 +89,10 @@ class _SoftRGBA(torch.autograd.Function):
 
 class _DibrRGBA(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, verts_ndc, faces, colors, module, image_size, sigma, cutoff_sq, background):
-        image, not_alpha, nearest = module.dibr_forward(verts_ndc, faces, colors, image_size, sigma, cutoff_sq,
+    def forward(ctx, verts_ndc, faces, colours, module, image_size, sigma, cutoff_sq, background):
+        image, not_alpha, nearest = module.dibr_forward(verts_ndc, faces, colours, image_size, sigma, cutoff_sq,
                                                       background)
-        ctx.save_for_backward(verts_ndc, faces, colors, not_alpha, nearest)
+        ctx.save_for_backward(verts_ndc, faces, colours, not_alpha, nearest)
         ctx.module = module
         ctx.opts = (image_size, sigma, cutoff_sq)
         ctx.mark_non_differentiable(nearest)
@@ -100,33 +101,27 @@ class _DibrRGBA(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_image):
-        verts_ndc, faces, colors, not_alpha, nearest = ctx.saved_tensors
+        verts_ndc, faces, colours, not_alpha, nearest = ctx.saved_tensors
         grad_v = grad_c = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[2]:
-            grad_v, grad_c = ctx.module.dibr_backward(grad_image.contiguous(), verts_ndc, faces, colors, not_alpha,
+            grad_v, grad_c = ctx.module.dibr_backward(grad_image.contiguous(), verts_ndc, faces, colours, not_alpha,
                                                       nearest, *ctx.opts)
         return (grad_v if ctx.needs_input_grad[0] else None, None, grad_c if ctx.needs_input_grad[2] else None,
                 *([None] * 5))
 
 
-def _prepare(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, kind: str | None,
+def _prepare(verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, kind: str | None,
              background) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, ModuleType, list[float]]:
-    check_rgba_inputs(verts_ndc, faces, colors)
-    if verts_ndc.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"verts_ndc must be float32 or float64, got {verts_ndc.dtype}")
-    kind = kind or ("cuda" if verts_ndc.is_cuda else "cpp")
-    if kind == "cpp" and verts_ndc.is_cuda:
-        raise ValueError("the cpp kernel runs on CPU tensors; use kind='cuda' for CUDA tensors")
-    module = load_extension(kind)
+    check_rgba_inputs(verts_ndc, faces, colours)
+    verts_ndc, faces, module = kernel_inputs(verts_ndc, faces, kind, load_extension)
     bg = [float(x) for x in torch.as_tensor(background, dtype=torch.float64).reshape(-1).tolist()]
-    if len(bg) != colors.shape[-1]:
-        raise ValueError(f"background must have {colors.shape[-1]} values (one per colour channel), got {len(bg)}")
-    faces = faces.to(device=verts_ndc.device, dtype=torch.long).contiguous()
-    colors = colors.to(dtype=verts_ndc.dtype).contiguous()
-    return verts_ndc.contiguous(), faces, colors, module, bg
+    if len(bg) != colours.shape[-1]:
+        raise ValueError(f"background must have {colours.shape[-1]} values (one per colour channel), got {len(bg)}")
+    colours = colours.to(dtype=verts_ndc.dtype).contiguous()
+    return verts_ndc, faces, colours, module, bg
 
 
-def soft_rgba_ext(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, image_size: int, sigma: float,
+def soft_rgba_ext(verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, image_size: int, sigma: float,
                   cutoff_sq: float, gamma: float = 1e-4, near: float = 1.0, far: float = 100.0, eps: float = 1e-3,
                   background=(0.0, 0.0, 0.0), kind: str | None = None) -> torch.Tensor:
     """SoftRas soft z-buffer with the fused kernel (same arguments and result as ``soft_rgba_torch``).
@@ -134,25 +129,25 @@ def soft_rgba_ext(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Te
     Args:
         kind: "cpp" or "cuda"; default: "cuda" for CUDA tensors, else "cpp".
     Returns:
-        (B, C + 1, S, S), differentiable w.r.t. ``verts_ndc`` and ``colors``.
+        (B, C + 1, S, S), differentiable w.r.t. ``verts_ndc`` and ``colours``.
     Raises:
         BackendUnavailable: the kernel cannot be built here.
     """
-    verts_ndc, faces, colors, module, bg = _prepare(verts_ndc, faces, colors, kind, background)
-    return _SoftRGBA.apply(verts_ndc, faces, colors, module, int(image_size), float(sigma), float(cutoff_sq),
+    verts_ndc, faces, colours, module, bg = _prepare(verts_ndc, faces, colours, kind, background)
+    return _SoftRGBA.apply(verts_ndc, faces, colours, module, int(image_size), float(sigma), float(cutoff_sq),
                            float(gamma), float(near), float(far), float(eps), bg)
 
 
-def dibr_rgba_ext(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, image_size: int, sigma: float,
+def dibr_rgba_ext(verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, image_size: int, sigma: float,
                   cutoff_sq: float, background=(0.0, 0.0, 0.0), kind: str | None = None) -> torch.Tensor:
     """DIB-R-style render with the fused kernel (same arguments and result as ``dibr_rgba_torch``).
 
     Args:
         kind: "cpp" or "cuda"; default: "cuda" for CUDA tensors, else "cpp".
     Returns:
-        (B, C + 1, S, S), differentiable w.r.t. ``verts_ndc`` (x, y) and ``colors``.
+        (B, C + 1, S, S), differentiable w.r.t. ``verts_ndc`` (x, y) and ``colours``.
     Raises:
         BackendUnavailable: the kernel cannot be built here.
     """
-    verts_ndc, faces, colors, module, bg = _prepare(verts_ndc, faces, colors, kind, background)
-    return _DibrRGBA.apply(verts_ndc, faces, colors, module, int(image_size), float(sigma), float(cutoff_sq), bg)
+    verts_ndc, faces, colours, module, bg = _prepare(verts_ndc, faces, colours, kind, background)
+    return _DibrRGBA.apply(verts_ndc, faces, colours, module, int(image_size), float(sigma), float(cutoff_sq), bg)

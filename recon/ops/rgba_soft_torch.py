@@ -31,25 +31,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from recon.ops.checks import check_face_indices, check_mesh_shapes
 from recon.ops.window_pairs import (WindowPairs, barycentric, edge_functions, pair_distance_sq, pixel_xy,
                                        window_pairs)
 
-__all__ = ["SOFTRAS_RGB_DEFAULTS", "soft_rgba_torch", "check_rgba_inputs", "RGBAPairs", "rgba_pairs",
-           "rgba_image"]
-
-# SoftRas' defaults for the colour aggregation (gamma_val, near, far, eps, background_color).
-SOFTRAS_RGB_DEFAULTS = {"gamma": 1e-4, "near": 1.0, "far": 100.0, "eps": 1e-3, "background": (0.0, 0.0, 0.0)}
+__all__ = ["soft_rgba_torch", "check_rgba_inputs", "RGBAPairs", "rgba_pairs", "rgba_image"]
 
 
-def check_rgba_inputs(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> None:
+def check_rgba_inputs(verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor) -> None:
     """One-line ``ValueError`` for misshapen inputs of the RGBA renders."""
-    if verts_ndc.dim() != 3 or verts_ndc.shape[-1] != 3:
-        raise ValueError(f"verts_ndc must be (B, V, 3), got {tuple(verts_ndc.shape)}")
-    if faces.dim() != 2 or faces.shape[-1] != 3:
-        raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
-    if colors.dim() != 3 or colors.shape[:2] != verts_ndc.shape[:2]:
-        raise ValueError(f"colors must be (B, V, C) with (B, V) = {tuple(verts_ndc.shape[:2])}, "
-                         f"got {tuple(colors.shape)}")
+    check_mesh_shapes(verts_ndc, faces)
+    if colours.dim() != 3 or colours.shape[:2] != verts_ndc.shape[:2]:
+        raise ValueError(f"colours must be (B, V, C) with (B, V) = {tuple(verts_ndc.shape[:2])}, "
+                         f"got {tuple(colours.shape)}")
 
 
 @dataclass
@@ -71,14 +65,15 @@ class RGBAPairs:
     centres: torch.Tensor
 
 
-def rgba_pairs(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, image_size: int, cutoff_sq: float,
+def rgba_pairs(verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, image_size: int, cutoff_sq: float,
                background: tuple[float, ...] | torch.Tensor) -> RGBAPairs:
-    """Check the inputs of an RGBA render (one-line ``ValueError``) and enumerate its pairs."""
-    check_rgba_inputs(verts_ndc, faces, colors)
+    """Check the inputs of an RGBA render (one-line ``ValueError``, face indices included) and enumerate its pairs."""
+    check_rgba_inputs(verts_ndc, faces, colours)
+    check_face_indices(faces, verts_ndc.shape[1])
     faces = faces.to(device=verts_ndc.device, dtype=torch.long)
     bg = torch.as_tensor(background, dtype=verts_ndc.dtype, device=verts_ndc.device).reshape(-1)
-    if bg.numel() != colors.shape[-1]:
-        raise ValueError(f"background must have {colors.shape[-1]} values (one per colour channel), got {bg.numel()}")
+    if bg.numel() != colours.shape[-1]:
+        raise ValueError(f"background must have {colours.shape[-1]} values (one per colour channel), got {bg.numel()}")
     pairs = window_pairs(verts_ndc, faces, int(image_size), cutoff_sq)
     with torch.no_grad():
         face_verts = pairs.vertex_rows(faces, verts_ndc.shape[1])
@@ -92,7 +87,7 @@ def rgba_image(rgb: torch.Tensor, alpha: torch.Tensor, batch: int, image_size: i
     return torch.cat([rgb, alpha[:, None]], dim=1).reshape(batch, s, s, nc + 1).permute(0, 3, 1, 2).contiguous()
 
 
-def soft_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, image_size: int,
+def soft_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, image_size: int,
                     sigma: float, cutoff_sq: float, gamma: float = 1e-4, near: float = 1.0, far: float = 100.0,
                     eps: float = 1e-3, background: tuple[float, ...] | torch.Tensor = (0.0, 0.0, 0.0)
                     ) -> torch.Tensor:
@@ -101,7 +96,7 @@ def soft_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
     Args:
         verts_ndc: (B, V, 3) float32/float64 NDC x, y and camera depth z.
         faces: (F, 3) int64 vertex indices shared by the batch.
-        colors: (B, V, C) per-vertex colours (C = 3 for RGB), dtype of ``verts_ndc``.
+        colours: (B, V, C) per-vertex colours (C = 3 for RGB), dtype of ``verts_ndc``.
         image_size: S.
         sigma: silhouette sharpness (> 0).
         cutoff_sq: outside pairs with ``d^2 >= cutoff_sq`` are dropped (``RasterSettings.cutoff_sq``).
@@ -111,11 +106,11 @@ def soft_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
         background: C background colour values.
     Returns:
         (B, C + 1, S, S): colour channels then alpha, row 0 at the top; differentiable w.r.t.
-        ``verts_ndc`` (x, y, and z through the depth weights) and ``colors``.
+        ``verts_ndc`` (x, y, and z through the depth weights) and ``colours``.
     """
-    r = rgba_pairs(verts_ndc, faces, colors, image_size, cutoff_sq, background)
+    r = rgba_pairs(verts_ndc, faces, colours, image_size, cutoff_sq, background)
     pairs, face_verts, p = r.pairs, r.face_verts, r.centres
-    b, v, nc = *verts_ndc.shape[:2], colors.shape[-1]
+    b, v, nc = *verts_ndc.shape[:2], colours.shape[-1]
     s, dtype, device = int(image_size), verts_ndc.dtype, verts_ndc.device
     npix = b * s * s
     with torch.no_grad():
@@ -148,7 +143,7 @@ def soft_rgba_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.
         zmax = torch.full((npix,), float(eps), dtype=dtype, device=device)
         zmax = zmax.scatter_reduce(0, pix_sel, zn.detach(), reduce="amax", include_self=True)
     weight = torch.sigmoid(-arg_sel) * torch.exp((zn - zmax[pix_sel]) / gamma)  # D * exp((z - max) / gamma)
-    col = (wc[..., None] * colors.reshape(b * v, nc)[fv_sel]).sum(1)  # (P', C)
+    col = (wc[..., None] * colours.reshape(b * v, nc)[fv_sel]).sum(1)  # (P', C)
     bg_weight = torch.exp((eps - zmax) / gamma)  # (npix,)
     den = bg_weight.index_add(0, pix_sel, weight)
     num = (bg_weight[:, None] * r.background).index_add(0, pix_sel, weight[:, None] * col)

@@ -24,6 +24,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from recon.ops import jit
+from recon.ops.checks import kernel_inputs
 from recon.ops.unavailable import BackendUnavailable
 
 __all__ = ["KINDS", "EMULATION", "PARITY_FWD_ATOL", "PARITY_GRAD_RTOL", "extension_name", "load_extension",
@@ -39,6 +40,7 @@ _COMMON = Path(__file__).resolve().parent / "csrc" / "common"  # maths, SIMD and
 
 # Test-only kind: the CUDA kernels compiled as C++ and run on CPU threads (csrc/common/cuda_emulation.h).
 EMULATION = "cuda-emu"
+_CPU_KINDS = ("cpp", EMULATION)
 _NAMES = {"cpp": "recon_softras_cpu", "cuda": "recon_softras_cuda", EMULATION: "recon_softras_cuda_emu"}
 
 
@@ -101,22 +103,6 @@ class _SoftSilhouette(torch.autograd.Function):
         return grad, None, None, None, None, None, None
 
 
-def _check_mesh(verts_ndc: torch.Tensor, faces: torch.Tensor) -> None:
-    if verts_ndc.dim() != 3 or verts_ndc.shape[-1] != 3:
-        raise ValueError(f"verts_ndc must be (B, V, 3), got {tuple(verts_ndc.shape)}")
-    if faces.dim() != 2 or faces.shape[-1] != 3:
-        raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
-    if verts_ndc.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"verts_ndc must be float32 or float64, got {verts_ndc.dtype}")
-
-
-def _module_for(verts_ndc: torch.Tensor, kind: str | None) -> ModuleType:
-    kind = kind or ("cuda" if verts_ndc.is_cuda else "cpp")
-    if kind in ("cpp", EMULATION) and verts_ndc.is_cuda:
-        raise ValueError(f"the {kind} kernel runs on CPU tensors; use kind='cuda' for CUDA tensors")
-    return load_extension(kind)
-
-
 def bin_faces(verts_ndc: torch.Tensor, faces: torch.Tensor, image_size: int, cutoff_sq: float,
               tile: int | None = None, kind: str | None = None) -> dict[str, torch.Tensor]:
     """The screen-tile face bins the CUDA kernel works from (same C++ code on CPU and CUDA).
@@ -134,11 +120,9 @@ def bin_faces(verts_ndc: torch.Tensor, faces: torch.Tensor, image_size: int, cut
         faces ascending); ``face_pair_offsets`` (B * F + 1) int64 and ``pair_slot`` (P,) int64 (where
         face ``f`` of item ``b``'s tile entries sit in ``tile_faces``).
     """
-    _check_mesh(verts_ndc, faces)
-    module = _module_for(verts_ndc, kind)
+    verts_ndc, faces, module = kernel_inputs(verts_ndc, faces, kind, load_extension, _CPU_KINDS)
     tile = int(tile if tile is not None else module.cuda_tile)
-    faces = faces.to(device=verts_ndc.device, dtype=torch.long).contiguous()
-    out = module.bin_faces(verts_ndc.detach().contiguous(), faces, int(image_size), float(cutoff_sq), tile)
+    out = module.bin_faces(verts_ndc.detach(), faces, int(image_size), float(cutoff_sq), tile)
     names = ("windows", "tile_offsets", "tile_faces", "face_pair_offsets", "pair_slot")
     return dict(zip(names, out))
 
@@ -162,10 +146,8 @@ def soft_silhouette_ext(verts_ndc: torch.Tensor, faces: torch.Tensor, image_size
     Raises:
         BackendUnavailable: the kernel cannot be built here.
     """
-    _check_mesh(verts_ndc, faces)
-    module = _module_for(verts_ndc, kind)
+    verts_ndc, faces, module = kernel_inputs(verts_ndc, faces, kind, load_extension, _CPU_KINDS)
     if deterministic is None:
         deterministic = torch.are_deterministic_algorithms_enabled()
-    faces = faces.to(device=verts_ndc.device, dtype=torch.long).contiguous()
-    return _SoftSilhouette.apply(verts_ndc.contiguous(), faces, module, int(image_size), float(sigma),
+    return _SoftSilhouette.apply(verts_ndc, faces, module, int(image_size), float(sigma),
                                  float(cutoff_sq), bool(deterministic))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from recon.ops.checks import check_face_indices, check_mesh_shapes
 from recon.ops.window_pairs import pair_distance_sq, pixel_xy, window_pairs
 
 __all__ = ["soft_silhouette_torch"]
@@ -46,12 +47,12 @@ def soft_silhouette_torch(verts_ndc: torch.Tensor, faces: torch.Tensor, image_si
             (``RasterSettings.cutoff_sq``).
     Returns:
         (B, S, S) silhouettes in [0, 1], dtype of ``verts_ndc``, row 0 at the top.
+    Raises:
+        ValueError: misshapen inputs, or a face index outside ``[0, V)``.
     """
-    if verts_ndc.dim() != 3 or verts_ndc.shape[-1] != 3:
-        raise ValueError(f"verts_ndc must be (B, V, 3), got {tuple(verts_ndc.shape)}")
-    if faces.dim() != 2 or faces.shape[-1] != 3:
-        raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
+    check_mesh_shapes(verts_ndc, faces)
     b, v = verts_ndc.shape[:2]
+    check_face_indices(faces, v)
     s, dtype, device = int(image_size), verts_ndc.dtype, verts_ndc.device
     faces = faces.to(device=device, dtype=torch.long)
 

@@ -50,7 +50,7 @@ face edge or a depth that close to a cell boundary. We define the protocol as th
 every implementation here (and the oracle in the tests) reproduces bit for bit.
 
 Two implementations: :func:`voxelize_softras_reference` (plain tensor code, every column
-against every face) and the C++ kernel in ``csrc/softras_voxel.cpp`` (only the columns a face
+against every face) and the C++ kernel in ``csrc/voxelize/softras_voxel.cpp`` (only the columns a face
 can hit; see there for why skipping the others never changes the result), chosen by
 :func:`voxelize_softras`.
 """

@@ -7,7 +7,7 @@
     available_backends()          # {name: None if usable else "why not"}
 
 Every renderer offers ``silhouettes(verts, faces, azimuths) -> (B, S, S)``; ``softras`` (soft
-z-buffer) and ``dibr`` also ``rgba(verts, faces, azimuths, colors (B, V, 3)) -> (B, 4, S, S)``.
+z-buffer) and ``dibr`` also ``rgba(verts, faces, azimuths, colours (B, V, 3)) -> (B, 4, S, S)``.
 
 Backends are imported lazily: asking for one that cannot run raises ``BackendUnavailable``
 naming what is missing and how to install it.

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 import torch
 
 from recon import cameras
+from recon.ops.checks import FacesSeen, check_mesh_shapes
 from recon.ops.settings import RasterSettings
 from recon.ops.unavailable import BackendUnavailable
 
@@ -30,6 +31,7 @@ class Renderer(ABC):
 
     def __init__(self, settings: RasterSettings | None = None):
         self.settings = settings or RasterSettings()
+        self._faces_seen = FacesSeen()  # face indices are checked once per faces tensor (recon.ops.checks)
 
     def set_sigma(self, sigma: float) -> None:
         """Change the silhouette sharpness (annealed during training)."""
@@ -54,38 +56,34 @@ class Renderer(ABC):
         Returns:
             (B, S, S) silhouettes in [0, 1], row 0 at the top.
         """
-        if verts.dim() != 3 or verts.shape[-1] != 3:
-            raise ValueError(f"verts must be (B, V, 3), got {tuple(verts.shape)}")
-        if faces.dim() != 2 or faces.shape[-1] != 3:
-            raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
+        check_mesh_shapes(verts, faces, "verts")
+        self._faces_seen.check(faces, verts.shape[1])
         return self.rasterize_ndc(self.project(verts, azimuth, elevation), faces.to(verts.device).long())
 
-    def rgba(self, verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor, colors: torch.Tensor,
+    def rgba(self, verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor, colours: torch.Tensor,
              elevation: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Colour render of ``verts`` with per-vertex ``colors`` seen from ``azimuth``.
+        """Colour render of ``verts`` with per-vertex ``colours`` seen from ``azimuth``.
 
         Args:
             verts: (B, V, 3) float world coordinates.
             faces: (F, 3) int64, shared by the batch.
             azimuth: (B,) degrees.
-            colors: (B, V, 3) per-vertex RGB.
+            colours: (B, V, 3) per-vertex RGB.
             elevation: optional (B,) or scalar degrees (default ``settings.elevation``).
         Returns:
             (B, 4, S, S): RGB then alpha (the backend's silhouette), row 0 at the top.
         Raises:
             BackendUnavailable: the backend has no colour render.
         """
-        if verts.dim() != 3 or verts.shape[-1] != 3:
-            raise ValueError(f"verts must be (B, V, 3), got {tuple(verts.shape)}")
-        if faces.dim() != 2 or faces.shape[-1] != 3:
-            raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
-        if colors.dim() != 3 or colors.shape[:2] != verts.shape[:2] or colors.shape[-1] != 3:
-            raise ValueError(f"colors must be (B, V, 3) with (B, V) = {tuple(verts.shape[:2])}, got "
-                             f"{tuple(colors.shape)}")
+        check_mesh_shapes(verts, faces, "verts")
+        if colours.dim() != 3 or colours.shape[:2] != verts.shape[:2] or colours.shape[-1] != 3:
+            raise ValueError(f"colours must be (B, V, 3) with (B, V) = {tuple(verts.shape[:2])}, got "
+                             f"{tuple(colours.shape)}")
+        self._faces_seen.check(faces, verts.shape[1])
         ndc = self.project(verts, azimuth, elevation)
-        return self.rasterize_rgba_ndc(ndc, faces.to(verts.device).long(), colors.to(ndc))
+        return self.rasterize_rgba_ndc(ndc, faces.to(verts.device).long(), colours.to(ndc))
 
-    def rasterize_rgba_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+    def rasterize_rgba_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
         """(B, V, 3) projected vertices, (F, 3) faces, (B, V, 3) colours -> (B, 4, S, S) RGBA."""
         raise BackendUnavailable(f"the {self.name} backend has no rgba render (backends with one: softras, dibr)")
 

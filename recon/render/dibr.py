@@ -34,9 +34,9 @@ class DibrRenderer(KernelRenderer):
         settings = replace(self.settings, background=())
         return rgba.dibr_rgba(verts_ndc, faces, no_colour, settings, self.resolve(verts_ndc.device))[:, 0]
 
-    def rasterize_rgba_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+    def rasterize_rgba_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
         """(B, V, 3) projected vertices, (F, 3) faces, (B, V, 3) colours -> (B, 4, S, S) RGBA."""
-        return rgba.dibr_rgba(verts_ndc, faces, colors, self.settings, self.resolve_rgba(verts_ndc.device))
+        return rgba.dibr_rgba(verts_ndc, faces, colours, self.settings, self.resolve_rgba(verts_ndc.device))
 
 
 # The registry's factory: make_renderer(settings, impl="auto", device=None) (``get_renderer("dibr", ...)``).

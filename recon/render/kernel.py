@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from recon.ops.impl import ImplChoice
+from recon.errors import ConfigError
+from recon.ops.impl import CHOICES, ImplChoice
 from recon.render.base import RasterSettings, Renderer
 
 __all__ = ["KernelRenderer"]
@@ -25,7 +26,7 @@ class KernelRenderer(Renderer):
             picks for the ``device`` given at construction).
         rgba_impl: the same for colour renders (resolved on first use: it may build another kernel).
     Raises (constructor):
-        ValueError: unknown ``impl``, or a kernel asked for another device than ``device``.
+        ConfigError: unknown ``impl``; ValueError: a kernel asked for another device than ``device``.
         BackendUnavailable: a forced kernel ("cpp", "cuda") cannot be built or run here.
     """
 
@@ -35,6 +36,8 @@ class KernelRenderer(Renderer):
     def __init__(self, settings: RasterSettings | None = None, impl: str = "auto",
                  device: torch.device | str | None = None):
         super().__init__(settings)
+        if impl not in CHOICES:  # named after the backend: the dibr renderer uses the rgba ops' choice
+            raise ConfigError(f"unknown {self.name} impl {impl!r}; valid impls: {', '.join(CHOICES)}")
         self.choice.check_requested(impl)
         self.requested_impl = impl
         default = "cuda" if impl == "cuda" else "cpu"

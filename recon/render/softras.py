@@ -40,10 +40,10 @@ class SoftRasRenderer(KernelRenderer):
         in [0, 1], row 0 at the top."""
         return silhouette.soft_silhouette(verts_ndc, faces, self.settings, self.resolve(verts_ndc.device))
 
-    def rasterize_rgba_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+    def rasterize_rgba_ndc(self, verts_ndc: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
         """(B, V, 3) projected vertices, (F, 3) faces, (B, V, 3) colours -> (B, 4, S, S): SoftRas' soft
         z-buffer colour and the silhouette as alpha (``recon.ops.rgba.soft_rgba``)."""
-        return rgba.soft_rgba(verts_ndc, faces, colors, self.settings, self.resolve_rgba(verts_ndc.device))
+        return rgba.soft_rgba(verts_ndc, faces, colours, self.settings, self.resolve_rgba(verts_ndc.device))
 
 
 # The registry's factory: make_renderer(settings, impl="auto", device=None) (``get_renderer("softras", ...)``).

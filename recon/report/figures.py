@@ -5,7 +5,7 @@ Mesh renders are Lambert-shaded on white, with the light fixed in the camera fra
 (``recon.data.raster.DEFAULT_LIGHT``). A mesh without colours is drawn by the dataset's renderer
 (``render_views``: flat grey faces, 3x3 supersampled coverage). A mesh with per-vertex colours (a
 coloured run's prediction) is drawn as ``colour * shade``: the same flat per-face shade
-(``face_shading``, with a larger ambient term, ``COLOUR_AMBIENT``, since predicted colours already
+(``shading_from_views``, with a larger ambient term, ``COLOUR_AMBIENT``, since predicted colours already
 carry some of the images' shading) times the vertex colours interpolated across the face, through
 the DIB-R-style hard rasterizer (``recon.ops.rgba.dibr_rgba``, its torch reference: no kernel
 build) at the same 3x3 samples per pixel, averaged down. With white colours and the same ambient
@@ -41,7 +41,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 
-__all__ = ["FIG_VIEWS", "MANIFEST_NAME", "COLOUR_AMBIENT", "face_shading", "render_mesh_rgb",
+__all__ = ["FIG_VIEWS", "MANIFEST_NAME", "COLOUR_AMBIENT", "shading_from_views", "render_mesh_rgb",
            "figure_predictions", "prediction_mesh_name", "save_prediction_meshes", "plot_curves"]
 
 FIG_VIEWS = (3, 9, 15)  # three viewpoints 90 degrees apart, none of them a canonical side view
@@ -58,7 +58,7 @@ def _save_figure(fig: Any, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def face_shading(verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor,
+def shading_from_views(verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor,
                  light_dir: Sequence[float] = DEFAULT_LIGHT, ambient: float = COLOUR_AMBIENT) -> torch.Tensor:
     """Lambert shade of every face seen from each azimuth, as ``render_views`` shades its faces
     (``recon.data.raster.face_shading``, here with the coloured renders' ambient term).
@@ -73,18 +73,18 @@ def face_shading(verts: torch.Tensor, faces: torch.Tensor, azimuth: torch.Tensor
     return raster.face_shading(cam[:, faces], light_dir, ambient)[0]
 
 
-def _render_coloured(verts: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, views: Sequence[int],
+def _render_coloured(verts: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, views: Sequence[int],
                      image_size: int) -> np.ndarray:
-    """Each face's corner colours times its ``face_shading`` (faces get their own corners, so the
+    """Each face's corner colours times its ``shading_from_views`` (faces get their own corners, so the
     shade stays flat while the colours interpolate), rendered by ``dibr_rgba`` at ``_SUPERSAMPLE`` x
     the size, averaged down (premultiplied) and composited on white. Returns (len(views), S, S, 3) uint8."""
-    if colors.shape != verts.shape:
-        raise ValueError(f"render_mesh_rgb: colors must have shape {tuple(verts.shape)} like verts, got "
-                         f"{tuple(colors.shape)}")
+    if colours.shape != verts.shape:
+        raise ValueError(f"render_mesh_rgb: colours must have shape {tuple(verts.shape)} like verts, got "
+                         f"{tuple(colours.shape)}")
     azimuth = cameras.view_azimuths(torch.as_tensor(list(views)))
     n, nf = azimuth.shape[0], faces.shape[0]
-    shade = face_shading(verts, faces, azimuth)  # (n, F)
-    corner_colours = (colors.clamp(0, 1)[faces][None] * shade[..., None, None]).reshape(n, 3 * nf, 3)
+    shade = shading_from_views(verts, faces, azimuth)  # (n, F)
+    corner_colours = (colours.clamp(0, 1)[faces][None] * shade[..., None, None]).reshape(n, 3 * nf, 3)
     corners = verts[faces].reshape(1, 3 * nf, 3).expand(n, -1, -1)
     own_faces = torch.arange(3 * nf).view(nf, 3)
     settings = RasterSettings(image_size=image_size * _SUPERSAMPLE, sigma=_HARD_SIGMA)
@@ -97,16 +97,16 @@ def _render_coloured(verts: torch.Tensor, faces: torch.Tensor, colors: torch.Ten
 
 @torch.no_grad()
 def render_mesh_rgb(verts: torch.Tensor, faces: torch.Tensor, views: Sequence[int] = FIG_VIEWS,
-                    image_size: int = 128, colors: torch.Tensor | None = None) -> np.ndarray:
+                    image_size: int = 128, colours: torch.Tensor | None = None) -> np.ndarray:
     """Shaded renders of a mesh (verts (V, 3), faces (F, 3)) on white: flat grey faces, or with
-    ``colors`` (V, 3) sRGB in [0, 1] the vertex colours times a Lambert shade (see the module doc).
+    ``colours`` (V, 3) sRGB in [0, 1] the vertex colours times a Lambert shade (see the module doc).
     Returns (len(views), S, S, 3) uint8."""
     if faces.numel() == 0:
         return np.full((len(views), image_size, image_size, 3), 255, np.uint8)
     v, f = verts.detach().cpu().float(), faces.detach().cpu().long()
     with one_thread():
-        if colors is not None:
-            return _render_coloured(v, f, colors.detach().cpu().float(), views, image_size)
+        if colours is not None:
+            return _render_coloured(v, f, colours.detach().cpu().float(), views, image_size)
         rgba = render_views(v, f, list(views), image_size=image_size)
     rgba = rgba.astype(np.float32) / 255.0
     rgb, a = rgba[:, :3], rgba[:, 3:4]
@@ -129,14 +129,14 @@ def _mathtext_literal(text: str) -> str:
 def figure_predictions(predictions: Sequence[Prediction], faces: torch.Tensor, path: str | os.PathLike,
                        title: str = "") -> None:
     """Fig. 2-style grid: per row the input image, the predicted mesh from 3 viewpoints (in its
-    predicted vertex colours when the prediction has them, ``Prediction.colors``; else grey) and the
+    predicted vertex colours when the prediction has them, ``Prediction.colours``; else grey) and the
     ground-truth voxels from the first of those viewpoints. Written atomically as PNG."""
     rows = max(len(predictions), 1)
     fig, axes = plt.subplots(rows, 5, figsize=(10, 2.1 * rows), squeeze=False)
-    shown = "predicted colours" if any(p.colors is not None for p in predictions) else "prediction"
+    shown = "predicted colours" if any(p.colours is not None for p in predictions) else "prediction"
     heads = ["input"] + [f"{shown}, view {v}" for v in FIG_VIEWS] + ["GT voxels"]
     for r, p in enumerate(predictions):
-        pred = render_mesh_rgb(p.verts, faces, colors=p.colors)
+        pred = render_mesh_rgb(p.verts, faces, colours=p.colours)
         gv, gf = voxels_to_mesh(p.voxels)
         gt = render_mesh_rgb(gv, gf, views=FIG_VIEWS[:1])
         for c, img in enumerate([_image_rgb(p.image), *pred, gt[0]]):
@@ -162,23 +162,23 @@ def prediction_mesh_name(category: str, object_id: str, view: int) -> str:
 
 
 def save_prediction_meshes(predictions: Sequence[Prediction], faces: torch.Tensor, out_dir: str | os.PathLike,
-                           colors: Sequence[torch.Tensor | None] | None = None) -> list[Path]:
+                           colours: Sequence[torch.Tensor | None] | None = None) -> list[Path]:
     """Write each kept prediction as ``<category>_<object>_view<v>``: ``.obj``, ``.ply`` and ``.glb``
     (vertex colours, see ``recon.report.mesh_export``), its input image as ``_input.png``, and a manifest
     ``predictions.json`` listing them (what ``recon.report.viewer.viewer_items_from_meshes`` reads).
 
     Args:
         faces: (F, 3) shared by every prediction.
-        colors: per prediction (V, 3) sRGB in [0, 1] or None (grey); None for all grey.
+        colours: per prediction (V, 3) sRGB in [0, 1] or None (grey); None for all grey.
     Returns:
         The .obj paths, in order.
     """
-    if colors is not None and len(colors) != len(predictions):
-        raise ValueError(f"save_prediction_meshes: {len(colors)} colour arrays for {len(predictions)} predictions")
+    if colours is not None and len(colours) != len(predictions):
+        raise ValueError(f"save_prediction_meshes: {len(colours)} colour arrays for {len(predictions)} predictions")
     out, manifest = [], []
     for i, p in enumerate(predictions):
         stem = prediction_mesh_name(p.name, p.object_id, p.view)
-        rgb = None if colors is None else colors[i]
+        rgb = None if colours is None else colours[i]
         path = Path(out_dir) / f"{stem}.obj"
         save_obj(path, p.verts, faces)
         save_ply(path.with_suffix(".ply"), p.verts, faces, rgb)

@@ -1,8 +1,8 @@
 """Mesh files people open elsewhere: binary PLY and glTF 2.0 binary (.glb), both with per-vertex
 colours. Every file is written atomically (``recon.io.atomic_path``).
 
-Colour convention: ``colors`` are RGB in ``[0, 1]`` in the space of the dataset images (sRGB, as
-stored in PNG). ``colors=None`` gives a neutral grey. Both files store the *same bytes*: the PLY
+Colour convention: ``colours`` are RGB in ``[0, 1]`` in the space of the dataset images (sRGB, as
+stored in PNG). ``colours=None`` gives a neutral grey. Both files store the *same bytes*: the PLY
 as uchar red/green/blue, the GLB as ``COLOR_0`` = VEC4 normalised unsigned bytes (alpha 255), so
 every reader that hands out the stored numbers (trimesh, pygltflib, Open3D, plyfile) gives the
 .glb's colours equal to the .ply's.
@@ -50,7 +50,7 @@ def _as_numpy(x: torch.Tensor | np.ndarray, dtype: type) -> np.ndarray:
 
 
 def _checked(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
-             colors: torch.Tensor | np.ndarray | None, path: str | os.PathLike
+             colours: torch.Tensor | np.ndarray | None, path: str | os.PathLike
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(V, 3) float32 verts, (F, 3) uint32 faces, (V, 3) float32 sRGB colours in [0, 1] (grey if None)."""
     v = _as_numpy(verts, np.float32)
@@ -63,14 +63,14 @@ def _checked(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
         raise ValueError(f"{path}: verts contain NaN or infinite values")
     if f.size and (f.min() < 0 or f.max() >= len(v)):
         raise ValueError(f"{path}: face indices must lie in [0, {len(v)}), got [{f.min()}, {f.max()}]")
-    if colors is None:
+    if colours is None:
         c = np.tile(np.asarray(DEFAULT_GREY, np.float32), (len(v), 1))
     else:
-        c = _as_numpy(colors, np.float32)
+        c = _as_numpy(colours, np.float32)
         if c.shape != v.shape:
-            raise ValueError(f"{path}: colors must have shape {tuple(v.shape)} like verts, got {tuple(c.shape)}")
+            raise ValueError(f"{path}: colours must have shape {tuple(v.shape)} like verts, got {tuple(c.shape)}")
         if not np.isfinite(c).all():
-            raise ValueError(f"{path}: colors contain NaN or infinite values")
+            raise ValueError(f"{path}: colours contain NaN or infinite values")
         c = np.clip(c, 0.0, 1.0)
     return v, f.astype(np.uint32), c
 
@@ -108,12 +108,12 @@ def _pad4(data: bytes, fill: bytes) -> bytes:
 
 
 def glb_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
-              colors: torch.Tensor | np.ndarray | None = None, name: str = "mesh",
+              colours: torch.Tensor | np.ndarray | None = None, name: str = "mesh",
               where: str | os.PathLike | None = None) -> bytes:
     """A glTF 2.0 binary holding one triangle mesh ``name``: POSITION, NORMAL, COLOR_0 (VEC4 normalised
     unsigned bytes: the sRGB bytes of the PLY, alpha 255) and uint32 indices, no material (see the
     module docstring). Shapes as in ``save_glb``; errors name ``where`` (default ``name``)."""
-    v, f, c = _checked(verts, faces, colors, where or name)
+    v, f, c = _checked(verts, faces, colours, where or name)
     rgba = np.concatenate([_srgb_bytes(c), np.full((len(c), 1), 255, np.uint8)], axis=1)
     arrays = [(f.reshape(-1), _ELEMENT_ARRAY_BUFFER), (v, _ARRAY_BUFFER), (vertex_normals(v, f), _ARRAY_BUFFER),
               (rgba, _ARRAY_BUFFER)]
@@ -145,10 +145,10 @@ def glb_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray
 
 
 def ply_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
-              colors: torch.Tensor | np.ndarray | None = None, where: str | os.PathLike = "mesh") -> bytes:
+              colours: torch.Tensor | np.ndarray | None = None, where: str | os.PathLike = "mesh") -> bytes:
     """Binary little-endian PLY: float x, y, z and uchar red, green, blue (sRGB) per vertex, and
     ``vertex_indices`` (uchar count, int indices) per face. Shapes as in ``save_ply``; errors name ``where``."""
-    v, f, c = _checked(verts, faces, colors, where)
+    v, f, c = _checked(verts, faces, colours, where)
     vertex = np.empty(len(v), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
                                      ("red", "u1"), ("green", "u1"), ("blue", "u1")])
     vertex["x"], vertex["y"], vertex["z"] = v.T
@@ -165,24 +165,24 @@ def ply_bytes(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray
 
 
 def save_glb(path: str | os.PathLike, verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
-             colors: torch.Tensor | np.ndarray | None = None) -> None:
+             colours: torch.Tensor | np.ndarray | None = None) -> None:
     """Write a mesh as .glb atomically.
 
     Args:
         verts: (V, 3) float positions.
         faces: (F, 3) integer 0-based vertex indices.
-        colors: (V, 3) sRGB in [0, 1] (clipped), or None for ``DEFAULT_GREY``; stored as sRGB bytes.
+        colours: (V, 3) sRGB in [0, 1] (clipped), or None for ``DEFAULT_GREY``; stored as sRGB bytes.
     Raises:
         ValueError: wrong shapes, non-finite values or out-of-range indices (message names ``path``).
     """
-    data = glb_bytes(verts, faces, colors, name=Path(path).stem, where=path)
+    data = glb_bytes(verts, faces, colours, name=Path(path).stem, where=path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
 def save_ply(path: str | os.PathLike, verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
-             colors: torch.Tensor | np.ndarray | None = None) -> None:
+             colours: torch.Tensor | np.ndarray | None = None) -> None:
     """Write a mesh as binary .ply with per-vertex sRGB bytes atomically. Arguments as ``save_glb``."""
-    data = ply_bytes(verts, faces, colors, where=path)
+    data = ply_bytes(verts, faces, colours, where=path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

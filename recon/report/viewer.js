@@ -79,7 +79,7 @@
     cards.forEach(function (card) {
       var m = card.mesh, geometry = new T.BufferGeometry();
       geometry.setAttribute("position", new T.BufferAttribute(decode(m.positions, Float32Array), 3));
-      geometry.setAttribute("color", new T.BufferAttribute(srgbToLinear(decode(m.colors, Uint8Array)), 3));
+      geometry.setAttribute("color", new T.BufferAttribute(srgbToLinear(decode(m.colours, Uint8Array)), 3));
       geometry.setIndex(new T.BufferAttribute(faces[m.faces], 1));
       geometry.computeVertexNormals();
       var material = new T.MeshStandardMaterial({vertexColors: true, roughness: 0.85, metalness: 0.0,

@@ -81,7 +81,7 @@ class ViewerItem:
 
     verts: torch.Tensor | np.ndarray          # (V, 3)
     faces: torch.Tensor | np.ndarray          # (F, 3) int, 0-based
-    colors: torch.Tensor | np.ndarray | None = None  # (V, 3) sRGB in [0, 1]; None -> grey
+    colours: torch.Tensor | np.ndarray | None = None  # (V, 3) sRGB in [0, 1]; None -> grey
     image: torch.Tensor | np.ndarray | None = None
     category: str = ""
     object_id: str = ""
@@ -132,12 +132,12 @@ def _display_mesh(item: ViewerItem) -> tuple[np.ndarray, np.ndarray, np.ndarray,
         raise ValueError(f"viewer item {item.category}/{item.object_id}: verts contain NaN or infinite values")
     if f.size and (f.min() < 0 or f.max() >= len(v)):
         raise ValueError(f"viewer item {item.category}/{item.object_id}: face indices outside [0, {len(v)})")
-    if item.colors is None:
+    if item.colours is None:
         c = np.tile(np.asarray(DEFAULT_GREY, np.float32), (len(v), 1))
     else:
-        c = _numpy(item.colors).astype(np.float32)
+        c = _numpy(item.colours).astype(np.float32)
         if c.shape != v.shape:
-            raise ValueError(f"viewer item {item.category}/{item.object_id}: colors must have shape "
+            raise ValueError(f"viewer item {item.category}/{item.object_id}: colours must have shape "
                              f"{tuple(v.shape)}, got {tuple(c.shape)}")
     rgb = (np.nan_to_num(c, nan=0.0).clip(0, 1) * 255).round().astype(np.uint8)
     view = 3 if item.view is None else int(item.view)
@@ -151,17 +151,17 @@ def _display_mesh(item: ViewerItem) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 def viewer_items(predictions: Sequence[Prediction], faces: torch.Tensor,
-                 colors: Sequence[torch.Tensor | None] | None = None, mesh_dir: str | os.PathLike | None = None,
+                 colours: Sequence[torch.Tensor | None] | None = None, mesh_dir: str | os.PathLike | None = None,
                  page_dir: str | os.PathLike | None = None, group: str = "") -> list[ViewerItem]:
     """Cards for evaluation predictions (``recon.evaluate.Prediction``) sharing ``faces (F, 3)``.
 
     Args:
-        colors: per prediction (V, 3) sRGB in [0, 1] or None (grey); None for all grey.
+        colours: per prediction (V, 3) sRGB in [0, 1] or None (grey); None for all grey.
         mesh_dir: where ``save_prediction_meshes`` wrote them: each card links its .glb/.ply/.obj,
             relative to ``page_dir`` (the folder of the page; required with ``mesh_dir``).
     """
-    if colors is not None and len(colors) != len(predictions):
-        raise ValueError(f"viewer_items: {len(colors)} colour arrays for {len(predictions)} predictions")
+    if colours is not None and len(colours) != len(predictions):
+        raise ValueError(f"viewer_items: {len(colours)} colour arrays for {len(predictions)} predictions")
     if mesh_dir is not None and page_dir is None:
         raise ValueError("viewer_items: page_dir is required with mesh_dir (links are relative to the page)")
     items = []
@@ -170,7 +170,7 @@ def viewer_items(predictions: Sequence[Prediction], faces: torch.Tensor,
         if mesh_dir is not None:
             stem = prediction_mesh_name(p.name, p.object_id, p.view)
             links = _links(Path(mesh_dir), stem, Path(page_dir))  # type: ignore[arg-type]
-        items.append(ViewerItem(p.verts, faces, None if colors is None else colors[i], p.image, p.name, p.object_id,
+        items.append(ViewerItem(p.verts, faces, None if colours is None else colours[i], p.image, p.name, p.object_id,
                                 p.view, p.iou, group, links))
     return items
 
@@ -204,11 +204,11 @@ def viewer_items_from_meshes(mesh_dir: str | os.PathLike, page_dir: str | os.Pat
                 raise InputError(f"{manifest}: file name {name!r} is not a plain file name in {mesh_dir}")
         ply = mesh_dir / e["files"]["ply"]
         mesh = trimesh.load(ply, process=False, force="mesh")
-        colors = np.asarray(mesh.visual.vertex_colors, np.float32)[:, :3] / 255.0
+        colours = np.asarray(mesh.visual.vertex_colors, np.float32)[:, :3] / 255.0
         image = np.asarray(Image.open(mesh_dir / e["files"]["input"]).convert("RGB")) if e["files"].get("input") \
             else None
         links = _links(mesh_dir, e["stem"], Path(page_dir)) if page_dir is not None else {}
-        items.append(ViewerItem(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int64), colors, image,
+        items.append(ViewerItem(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int64), colours, image,
                                 e["name"], e["object_id"], e["view"], e.get("iou"), group, links))
     return items
 
@@ -236,7 +236,7 @@ def viewer_fragment(items: Sequence[ViewerItem]) -> str:
         v, f, c, eye = _display_mesh(item)
         key = f.tobytes()
         face_ids.setdefault(key, len(face_ids))
-        meshes.append({"positions": _b64(v), "colors": _b64(c), "faces": face_ids[key], "eye": eye,
+        meshes.append({"positions": _b64(v), "colours": _b64(c), "faces": face_ids[key], "eye": eye,
                        "fov": 2 * cameras.VIEWING_ANGLE})
     table = {"faces": [base64.b64encode(k).decode("ascii") for k in face_ids], "meshes": meshes}
     groups: dict[str, list[int]] = {}

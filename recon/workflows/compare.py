@@ -19,7 +19,7 @@ Presets (``PRESETS``, ``--preset NAME``) are named sets of flag values; explicit
     softras-shapenet  SoftRas's examples/recon schedule on the 13 ShapeNet classes of the SoftRas/NMR
                       data (``pipelines.convert softras``): 250k steps, batch 64, lr 1e-4, lambda_lap 5e-3,
                       lambda_flat 5e-4, sigma 1e-4, lr and sigma x0.3 from step 150k, dist_eps 1e-10, the
-                      three encoders; scored like SoftRas's test.py: protocol softras, split val, the last
+                      three encoders; scored like SoftRas's test.py: protocol softras-iou, split val, the last
                       checkpoint (SoftRas evaluates its final model; picking best.pt on val would select on the
                       evaluation split). The report puts the published numbers (``recon.published``) beside ours.
     report-6          the same on six classes (see ``REPORT6_CLASSES`` for which and why).
@@ -43,6 +43,7 @@ from recon.colour import COLOUR_METRICS
 from recon.config import CompareConfig, EvalConfig, TrainConfig, parse_views
 from recon.data.dataset import split_categories
 from recon.data.schema import DatasetInfo, validate
+from recon.ops.voxelize import SOFTRAS_IOU
 from recon.distributed import resolve_device
 from recon.errors import ConfigError, InputError
 from recon.io import atomic_path, atomic_write_bytes, check_output_dir, write_json
@@ -72,7 +73,7 @@ SOFTRAS_CLASSES = ("02691156", "02828884", "02933112", "02958343", "03001627", "
 REPORT6_CLASSES = ("02691156", "02828884", "02958343", "03001627", "03636649", "04379243")
 _SOFTRAS_SCHEDULE: dict[str, Any] = {"iterations": 250_000, "batch_size": 64, "lr": 1e-4, "lambda_lap": 5e-3,
                                      "lambda_flat": 5e-4, "sigma": 1e-4, "decay_at": 0.6, "decay": 0.3, "eps": 1e-10,
-                                     "encoders": "baseline,resnet,attention", "protocol": "softras", "split": "val",
+                                     "encoders": "baseline,resnet,attention", "protocol": SOFTRAS_IOU, "split": "val",
                                      "checkpoint": "last"}
 # preset name -> flag values (dest names of pipelines.compare's flags)
 PRESETS: dict[str, dict[str, Any]] = {

@@ -122,10 +122,10 @@ def evaluate_run(cfg: EvalConfig, progress: Callable[[int, int], None] | None = 
         "backend": cfg.backend, "precision": precision.precision, "seconds": time.time() - t0, "outputs": outputs,
         **colour})
     if result.predictions and fig_dir is not None:
-        colors = [p.colors for p in result.predictions] if coloured else None  # None: grey meshes
+        colours = [p.colours for p in result.predictions] if coloured else None  # None: grey meshes
         outputs.update(write_eval_figures(result.predictions, model.faces.cpu(), fig_dir, result.per_object,
                                           title=f"{encoder}: input, prediction from 3 views, GT voxels "
                                                 f"({cfg.protocol} grid)",
-                                          page_title=f"{encoder} on {cfg.split}: predictions", colors=colors))
+                                          page_title=f"{encoder} on {cfg.split}: predictions", colours=colours))
     write_json(record, json_path)
     return record

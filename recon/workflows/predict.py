@@ -66,7 +66,7 @@ class PredictOutput:
     """What one image gave: the files written, the mesh (``verts (V, 3)``, CPU) and how the image
     was read (``used_alpha``) and framed (``framing``: as-is | centred | self-consistent, ``fill``
     of the frame, ``centre`` of the object's box in it; ``choice``: what the self-consistent search
-    found, None for the other framings). A coloured checkpoint also gives ``colors (V, 3)`` sRGB in
+    found, None for the other framings). A coloured checkpoint also gives ``colours (V, 3)`` sRGB in
     [0, 1] and the ``ply`` / ``glb`` files holding them (all three None otherwise); ``view`` is the
     input camera the ``sample`` head used (None for other heads), ``view_iou`` its silhouette match
     when it was estimated."""
@@ -77,7 +77,7 @@ class PredictOutput:
     used_alpha: bool
     framing: str
     fill: float
-    colors: torch.Tensor | None = None
+    colours: torch.Tensor | None = None
     ply: Path | None = None
     glb: Path | None = None
     view: int | None = None
@@ -90,14 +90,14 @@ class PredictOutput:
 class Reconstruction:
     """One image's reconstruction, before anything is written: the ``prepared`` input
     (``recon.data.image_io.PreparedImage``), the mesh ``verts (V, 3)`` / ``faces (F, 3)`` on the CPU,
-    ``colors (V, 3)`` sRGB in [0, 1] for a coloured checkpoint (else None), and ``view`` as
+    ``colours (V, 3)`` sRGB in [0, 1] for a coloured checkpoint (else None), and ``view`` as
     ``PredictOutput.view`` (``view_iou`` its silhouette match when it was estimated); ``choice``: the
     self-consistent framing's search (``recon.framing``), None when the image was framed by rule."""
 
     prepared: PreparedImage
     verts: torch.Tensor
     faces: torch.Tensor
-    colors: torch.Tensor | None = None
+    colours: torch.Tensor | None = None
     view: int | None = None
     view_iou: float | None = None
     choice: FramingChoice | None = None
@@ -155,18 +155,18 @@ def _tile(img: np.ndarray, size: int) -> np.ndarray:
 
 def turntable_png(original: np.ndarray, model_input: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor,
                   views: Sequence[int] = TURNTABLE_VIEWS, size: int = 128,
-                  colors: torch.Tensor | None = None) -> bytes:
+                  colours: torch.Tensor | None = None) -> bytes:
     """One PNG row: the original image, the framed model input, the mesh rendered at ``views``
-    (grey, or in its vertex ``colors``: ``recon.report.render_mesh_rgb``).
+    (grey, or in its vertex ``colours``: ``recon.report.render_mesh_rgb``).
 
     Args:
         original: (H, W, 4) uint8 RGBA as read. model_input: (4, S, S) premultiplied RGBA in [0, 1].
-        verts: (V, 3); faces: (F, 3); colors: (V, 3) sRGB in [0, 1] or None.
+        verts: (V, 3); faces: (F, 3); colours: (V, 3) sRGB in [0, 1] or None.
     """
     a = model_input[3:4].clamp(0, 1)
     on_white = (model_input[:3] + (1 - a)).clamp(0, 1)  # premultiplied RGB over white
     inp = (on_white.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    renders = render_mesh_rgb(verts, faces, views, image_size=size, colors=colors)
+    renders = render_mesh_rgb(verts, faces, views, image_size=size, colours=colours)
     tiles = [_tile(original, size), _tile(inp, size)] + list(renders)
     strip = np.concatenate(tiles, axis=1)
     buf = io.BytesIO()
@@ -292,7 +292,7 @@ class Predictor:
             verts = self.model(prepared.image[None].to(self.device))[0].cpu()
         image = prepared.image[None].to(self.device)
         faces = self.model.faces.cpu()
-        colors, view_iou = None, None
+        colours, view_iou = None, None
         if self.coloured:
             azimuth = None
             if self.needs_view:
@@ -301,8 +301,8 @@ class Predictor:
                 azimuth = cameras.view_azimuths(view).to(self.device)
             else:
                 view = None
-            colors = self.model(image, azimuth=azimuth, with_colours=True)[1][0].float().cpu()
-        return Reconstruction(prepared, verts, faces, colors, view, view_iou, choice)
+            colours = self.model(image, azimuth=azimuth, with_colours=True)[1][0].float().cpu()
+        return Reconstruction(prepared, verts, faces, colours, view, view_iou, choice)
 
     def predict_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, name: str,
                      framing: Framing = Framing(), view: int | None = None) -> PredictOutput:
@@ -318,21 +318,21 @@ class Predictor:
         """
         self.output_paths(out_dir, name)
         rec = self.reconstruct(path, framing, view)
-        prepared, verts, faces, colors = rec.prepared, rec.verts, rec.faces, rec.colors
-        png = turntable_png(prepared.original, prepared.image, verts, faces, colors=colors)
+        prepared, verts, faces, colours = rec.prepared, rec.verts, rec.faces, rec.colours
+        png = turntable_png(prepared.original, prepared.image, verts, faces, colours=colours)
         out = Path(out_dir)
         obj_path, png_path = out / f"{name}.obj", out / f"{name}_turntable.png"
         files = {png_path: png}
         ply_path = glb_path = None
-        if colors is not None:
+        if colours is not None:
             ply_path, glb_path = out / f"{name}.ply", out / f"{name}.glb"
-            files[ply_path] = ply_bytes(verts, faces, colors, where=ply_path)
-            files[glb_path] = glb_bytes(verts, faces, colors, name=name, where=glb_path)
+            files[ply_path] = ply_bytes(verts, faces, colours, where=ply_path)
+            files[glb_path] = glb_bytes(verts, faces, colours, name=name, where=glb_path)
         save_obj(obj_path, verts, faces)
         for file, data in files.items():
             atomic_write_bytes(file, data)
         return PredictOutput(obj_path, png_path, verts, prepared.used_alpha, prepared.framing, prepared.fill,
-                             colors, ply_path, glb_path, rec.view, rec.view_iou, prepared.centre, rec.choice)
+                             colours, ply_path, glb_path, rec.view, rec.view_iou, prepared.centre, rec.choice)
 
     def predict_files(self, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                       framing: Framing = Framing(), view: int | None = None

@@ -10,6 +10,7 @@ import numpy as np
 from recon.data._parallel import default_workers, pack_voxels, parallel_map, unpack_voxels
 from recon.data.categories import resolve_categories as resolve_keys
 from recon.data.schema import SPLITS, DatasetInfo, DatasetWriter, validate
+from recon.ops.voxelize import SOFTRAS_IOU
 from recon.data.synthetic.objects import object_record
 from recon.data.synthetic.shapes import CATEGORIES, DEFAULT_CATEGORIES
 from recon.progress import progress_bar
@@ -55,7 +56,7 @@ def resolve_categories(categories: Sequence[str] | None) -> list[str]:
 
 def _render(task: tuple[str, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     images, grids, verts, faces = object_record(*task)
-    return images, pack_voxels(grids["softras"]), pack_voxels(grids["exact"]), verts, faces
+    return images, pack_voxels(grids[SOFTRAS_IOU]), pack_voxels(grids["exact"]), verts, faces
 
 
 def build_synthetic(
@@ -90,7 +91,7 @@ def build_synthetic(
     keys = resolve_categories(categories)
     tasks = [(key, split, SPLIT_OFFSET[split] + i) for key in keys for split in SPLITS for i in range(sizes[split])]
     bar = progress_bar(enabled=progress)
-    with DatasetWriter(out_path, voxel_protocol="softras", grids=("exact",), meshes=True) as writer:
+    with DatasetWriter(out_path, voxel_protocol=SOFTRAS_IOU, grids=("exact",), meshes=True) as writer:
         for key in keys:
             writer.add_category(key, CATEGORIES[key], source=f"synthetic(seed={seed})",
                                 rgb_convention="Lambert shaded, premultiplied over black (background 0)")

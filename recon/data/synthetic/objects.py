@@ -80,7 +80,7 @@ def _merge_parts(meshes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarra
     return np.concatenate(verts).astype(np.float32), np.concatenate(faces).astype(np.int64)
 
 
-def _object_color(category_key: str, index: int, seed: int) -> tuple[float, float, float]:
+def _object_colour(category_key: str, index: int, seed: int) -> tuple[float, float, float]:
     rng = np.random.default_rng([int(seed), 7, zlib.crc32(category_key.encode()), int(index)])
     h, s, v = rng.random(), rng.uniform(0.2, 0.7), rng.uniform(0.6, 0.95)
     k = (np.array([5.0, 3.0, 1.0]) + h * 6) % 6
@@ -90,7 +90,7 @@ def _object_color(category_key: str, index: int, seed: int) -> tuple[float, floa
 def render_object(category_key: str, index: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Images and voxels of one object as stored: ``(24, 4, 64, 64) uint8``, ``(32, 32, 32) bool``."""
     verts, faces, voxels = make_object(category_key, index, seed)
-    images = render_views(verts, faces, color=_object_color(category_key, index, seed), cull_backfaces=True)
+    images = render_views(verts, faces, colour=_object_colour(category_key, index, seed), cull_backfaces=True)
     return images, voxels
 
 
@@ -111,5 +111,5 @@ def object_record(category_key: str, index: int, seed: int = 0
         solid = convex_occupancy(meshes, VOXEL_RES, *grid_bounds(protocol, VOXEL_RES))
         grids[protocol] = ground_truth_grid(torch.from_numpy(verts_a), torch.from_numpy(faces_a),
                                             torch.from_numpy(solid), protocol).numpy()
-    images = render_views(verts_a, faces_a, color=_object_color(category_key, index, seed), cull_backfaces=True)
+    images = render_views(verts_a, faces_a, colour=_object_colour(category_key, index, seed), cull_backfaces=True)
     return images, grids, verts_a, faces_a

@@ -92,11 +92,8 @@ inline void check_mesh(const at::Tensor& verts, const at::Tensor& faces, const a
   TORCH_CHECK(image_size > 0 && image_size <= 4096, "rgba: image_size must be in [1, 4096], got ", image_size);
   TORCH_CHECK(sigma > 0, "rgba: sigma must be positive, got ", sigma);
   TORCH_CHECK(cutoff_sq >= 0, "rgba: cutoff_sq must be non-negative, got ", cutoff_sq);
-  if (faces.numel() > 0) {
-    const int64_t lo = faces.min().item<int64_t>(), hi = faces.max().item<int64_t>();
-    TORCH_CHECK(lo >= 0 && hi < verts.size(1), "rgba: face indices must be in [0, ", verts.size(1), "), got [", lo,
-                ", ", hi, "]");
-  }
+  // Face indices must be in [0, V): checked where the mesh enters, not here (a host sync per call;
+  // recon/ops/checks.py).
 }
 
 inline void check_soft_options(const SoftOptions& o) {
@@ -163,11 +160,7 @@ inline std::vector<at::Tensor> dibr_backward(const at::Tensor& grad_image, const
   check_buffer(grad_image, verts, img, "grad_image", verts.scalar_type());
   check_buffer(not_alpha, verts, pix, "not_alpha", verts.scalar_type());
   check_buffer(nearest, verts, pix, "nearest", at::kLong);
-  if (nearest.numel() > 0) {  // indexes faces in the kernels
-    const int64_t hi = nearest.max().item<int64_t>(), lo = nearest.min().item<int64_t>();
-    TORCH_CHECK(lo >= -1 && hi < faces.size(0), "rgba: nearest must be in [-1, ", faces.size(0), "), got [", lo,
-                ", ", hi, "]");
-  }
+  // nearest (in [-1, F)) is dibr_forward's own output, saved for this backward: not re-read on the host.
   return kernels_for(verts).dibr_backward(grad_image, verts, faces, colors, not_alpha, nearest, image_size, sigma,
                                           cutoff_sq);
 }

@@ -52,12 +52,9 @@ inline void check_inputs(const at::Tensor& verts, const at::Tensor& faces, int64
   TORCH_CHECK(image_size > 0 && image_size <= 4096, "softras: image_size must be in [1, 4096], got ", image_size);
   TORCH_CHECK(sigma > 0, "softras: sigma must be positive, got ", sigma);
   TORCH_CHECK(cutoff_sq >= 0, "softras: cutoff_sq must be non-negative, got ", cutoff_sq);
-  if (faces.numel() > 0) {
-    // Out-of-range indices would read out of bounds in the kernels.
-    const int64_t lo = faces.min().item<int64_t>(), hi = faces.max().item<int64_t>();
-    TORCH_CHECK(lo >= 0 && hi < verts.size(1), "softras: face indices must be in [0, ", verts.size(1),
-                "), got [", lo, ", ", hi, "]");
-  }
+  // Face indices must be in [0, V): reading them back here would sync the host on every forward and
+  // backward, so they are checked where the mesh enters (recon/ops/checks.py; RECON_DEBUG_CHECKS=1 checks
+  // every call).
 }
 
 inline void check_grad_inputs(const at::Tensor& grad_sil, const at::Tensor& verts, const at::Tensor& log_sum,
