@@ -93,13 +93,15 @@ def _run_to_file(args: list[str], log: Path, env_extra: dict[str, str]) -> tuple
 
 def test_training_and_evaluation_write_progress_lines_to_a_log_file(tiny_dataset: str, tmp_path: Path):
     wall, lines = _run_to_file(["-m", "pipelines.train", "--data", tiny_dataset, "--out", str(tmp_path / "run"),
-                                "--iterations", "12", "--batch-size", "2", "--val-every", "12", "--val-objects", "1",
+                                "--iterations", "60", "--batch-size", "2", "--val-every", "60", "--val-objects", "1",
                                 "--val-views", "1", "--device", "cpu", "--impl", "torch", "--no-tensorboard"],
                                tmp_path / "train.log", {INTERVAL_ENV: "1", STEPS_ENV: "2"})
     progress = [m for m in map(LINE.match, lines) if m and m["task"] == "train"]
-    assert len(progress) >= 3, lines  # first step, some in between, the last
-    assert all(m["total"] == "12" for m in progress)
-    assert int(progress[0]["done"]) >= 1 and int(progress[-1]["done"]) <= 12
+    # first step and more: 60 steps take several seconds even on a fast machine (lines are >= 1 s apart)
+    assert len(progress) >= 3 or wall < 3, lines
+    assert len(progress) >= 2, lines
+    assert all(m["total"] == "60" for m in progress)
+    assert int(progress[0]["done"]) >= 1 and int(progress[-1]["done"]) <= 60
     assert all(" loss=" in m["fields"] for m in progress[1:]), lines
     assert len(progress) <= wall + 1  # never more than one line per second
     assert not any("\x1b[" in x or "\r" in x for x in lines)  # plain text, no terminal control codes

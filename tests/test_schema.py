@@ -217,13 +217,14 @@ def test_category_without_train_objects_is_refused(tmp_path):
 def test_a_needed_split_empty_in_one_category_is_refused(tmp_path):
     from recon.checkpoint import save_checkpoint
     from recon.config import EvalConfig, TrainConfig
+    from recon.training import check_train_inputs
     from recon.workflows.eval import evaluate_run
 
     p = write_meshes(tmp_path / "empty_val.h5", {"c1": ALL, "c2": {**ALL, "val": 0, "test": 0}})
     validate(p)  # no command named: val and test may be empty
     expect_error(p, "/c2/val", "no objects in split 'val'", require_splits=("val",))
     with pytest.raises(DatasetFormatError, match="/c2/val: no objects in split 'val'"):
-        TrainConfig(data=str(p), out=str(tmp_path / "run")).validate()  # the start of a training
+        check_train_inputs(TrainConfig(data=str(p), out=str(tmp_path / "run")))  # the start of a training
     ckpt = tmp_path / "model.pt"
     save_checkpoint({"model": {}, "config": {}, "step": 0}, ckpt)  # eval checks the data before loading weights
     with pytest.raises(DatasetFormatError, match="/c2/test: no objects in split 'test'"):
@@ -241,6 +242,7 @@ def test_a_needed_split_empty_in_one_category_is_refused(tmp_path):
 ])
 def test_mesh_values_are_checked_when_asked(tmp_path, edit, where, fragment):
     from recon.config import TrainConfig
+    from recon.training import check_train_inputs
 
     p = edit_file = write_meshes(tmp_path / "m.h5", {"c1": ALL, "c2": ALL})
     with h5py.File(edit_file, "a") as f:
@@ -248,7 +250,7 @@ def test_mesh_values_are_checked_when_asked(tmp_path, edit, where, fragment):
     validate(p)  # structure only: the mesh data are not read
     expect_error(p, where, fragment, check_meshes=True)
     with pytest.raises(DatasetFormatError, match="mesh"):
-        TrainConfig(data=str(p), out=str(tmp_path / "run")).validate()
+        check_train_inputs(TrainConfig(data=str(p), out=str(tmp_path / "run")))  # the start of a training
 
 
 def test_gt_mesh_without_faces_is_refused(tmp_path):
