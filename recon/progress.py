@@ -42,27 +42,26 @@ def line_settings() -> tuple[float, int | None]:
     default 30) and ``RECON_PROGRESS_STEPS`` (an integer >= 1, default none).
 
     Raises:
-        ValueError: a value out of range or not a number, naming the variable.
+        ConfigError: a value out of range or not a number, naming the variable.
     """
-    text = os.environ.get(INTERVAL_ENV, "").strip()
-    interval = DEFAULT_INTERVAL_S
-    if text:
-        try:
-            interval = float(text)
-        except ValueError:
-            interval = math.nan
-        if not (MIN_GAP_S <= interval <= 86400):
-            raise ConfigError(f"{INTERVAL_ENV}={text!r}: expected seconds between progress lines in [1, 86400]")
-    text = os.environ.get(STEPS_ENV, "").strip()
-    steps = None
-    if text:
-        try:
-            steps = int(text)
-        except ValueError:
-            steps = 0
-        if not 1 <= steps <= 10 ** 12:
-            raise ConfigError(f"{STEPS_ENV}={text!r}: expected a whole number of steps between progress lines >= 1")
-    return interval, steps
+    interval = _env_number(INTERVAL_ENV, float, MIN_GAP_S, 86400, "seconds between progress lines in [1, 86400]")
+    steps = _env_number(STEPS_ENV, int, 1, 10 ** 12, "a whole number of steps between progress lines >= 1")
+    return DEFAULT_INTERVAL_S if interval is None else interval, None if steps is None else int(steps)
+
+
+def _env_number(name: str, parse: type, low: float, high: float, expected: str) -> float | None:
+    """The number in environment variable ``name`` (None when unset or blank), parsed by ``parse`` and
+    within ``[low, high]``; else ConfigError naming the variable and ``expected``."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = parse(text)
+    except ValueError:
+        value = math.nan
+    if not (low <= value <= high):
+        raise ConfigError(f"{name}={text!r}: expected {expected}")
+    return value
 
 
 def _clock(seconds: float) -> str:
