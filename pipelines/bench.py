@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> dict:
         if args.json:
             check_writable_file(args.json, "--json")
         # imported after the checks: --help and flag errors answer without loading torch
+        from recon.runtime import flush_denormals
+
+        flush_denormals()  # as training does, before the first parallel op (recon.runtime)
         from recon.distributed import resolve_device
         from recon.render.softras import available_impls
         from tools.bench import (bench_contention, bench_layouts, bench_protocols, bench_renderers, bench_voxelize,

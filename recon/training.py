@@ -306,6 +306,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, hooks: TrainHooks | None = None):
         self.cfg, self.hooks = cfg, hooks or TrainHooks()
+        # first, before any parallel op: OpenMP's worker threads take the setting when they start
+        flush_denormals(cfg.flush_denormal)
         cfg.validate()
         self.val_views = check_train_inputs(cfg)
         self.dist = dist_info()
@@ -425,7 +427,6 @@ class Trainer:
         else:
             threads, why = cfg.threads or torch.get_num_threads(), "requested" if cfg.threads else "torch default"
         torch.set_num_threads(threads)
-        flush_denormals(cfg.flush_denormal)
         old_precision = None if old is None else old["config"].get("precision", "fp32")  # unrecorded: fp32
         if cfg.precision == "auto" and old_precision in ("fp32", "bf16"):
             choice = PrecisionChoice(old_precision, "auto: as the resumed checkpoint")

@@ -35,6 +35,7 @@ from recon.distributed import resolve_device
 from recon.io import check_output_dir
 from recon.workflows.eval import evaluate_run
 from recon.runs import step_checkpoints
+from recon.runtime import flush_denormals
 from recon.training import Trainer, TrainHooks, train
 
 __all__ = ["DEMO_BATCH", "VALIDATIONS", "Calibration", "demo_train_config", "calibrate", "run_demo"]
@@ -158,6 +159,7 @@ def run_demo(cfg: DemoConfig, note: Callable[[str], None] | None = None, train_h
     """
     cfg.validate()
     tc = cfg.train
+    flush_denormals(tc.flush_denormal)  # before the first parallel op (recon.runtime)
     say = note or (lambda text: None)
     t0 = time.time()
     device = resolve_device(tc.device)
