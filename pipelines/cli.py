@@ -165,6 +165,7 @@ class TrainProgress:
         self.task = self.bar.add_task("train", total=t.cfg.iterations, completed=t.step, loss="-", iou_loss="-",
                                       val_iou="-", it_s="-")
         self.last = (time.time(), t.step)
+        self.trainer = t  # its cfg.iterations moves when a clock-steered budget re-plans (recon.budget)
         self.bar.start()
 
     def on_step(self, step: int, info: dict[str, float]) -> None:
@@ -175,7 +176,7 @@ class TrainProgress:
         if now - t > 2:
             fields["it_s"] = f"{(step - s) / (now - t):.2f}"
             self.last = (now, step)
-        self.bar.update(self.task, completed=step, **fields)
+        self.bar.update(self.task, completed=step, total=self.trainer.cfg.iterations, **fields)
 
     def plan(self, step: int, validated: bool) -> None:
         """No re-planning (``recon.training.TrainHooks.plan``): a plain training keeps its steps."""
