@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from checkpoints import untrained_checkpoint
 import trimesh
 from PIL import Image
 
@@ -85,15 +86,7 @@ def test_eval_and_compare_flags_have_upper_bounds():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from recon.checkpoint import save_checkpoint
-    from recon.models import Reconstructor
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("ckpt")
-    config = asdict(TrainConfig(encoder="baseline", data=str(d / "absent.h5")))
-    save_checkpoint({"version": 1, "model": Reconstructor("baseline").state_dict(), "step": 0, "config": config},
-                    d / "model.pt")
-    return d / "model.pt"
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", "baseline")
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ names as written. Nothing is ever written outside the output folder a command wa
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from checkpoints import untrained_checkpoint
 
 from recon.data.schema import DatasetFormatError, DatasetWriter, validate
 from recon.names import MAX_NAME_CHARS, name_problem, safe_component
@@ -48,16 +48,7 @@ def _write(path: Path, names: dict[str, str], test_ids: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained (valid) checkpoint: naming does not need a trained model."""
-    from recon.checkpoint import save_checkpoint
-    from recon.config import TrainConfig
-    from recon.models import Reconstructor
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("ckpt")
-    config = asdict(TrainConfig(encoder="attention", data=str(d / "absent.h5")))
-    save_checkpoint({"version": 1, "model": Reconstructor("attention").state_dict(), "step": 0, "config": config},
-                    d / "model.pt")
-    return d / "model.pt"
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", "attention")
 
 
 @pytest.mark.parametrize("name", HOSTILE, ids=lambda n: repr(n[:20]))

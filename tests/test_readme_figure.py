@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-import torch
+from checkpoints import untrained_checkpoint
 from PIL import Image
 
 from tools import readme_figure
@@ -15,16 +14,7 @@ from tools import readme_figure
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """An untrained but valid checkpoint: the picture's plumbing does not need a trained model."""
-    from recon.checkpoint import save_checkpoint
-    from recon.config import TrainConfig
-    from recon.models import Reconstructor
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("ckpt")
-    path = d / "model.pt"
-    config = asdict(TrainConfig(encoder="attention", data=str(d / "absent.h5")))
-    save_checkpoint({"version": 1, "model": Reconstructor("attention").state_dict(), "step": 7, "config": config}, path)
-    return path
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", "attention", step=7)
 
 
 def test_one_column_per_category(checkpoint: Path, tiny_dataset: str, tmp_path: Path, one_thread, capsys) -> None:
