@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _cfg(data: str, out: Path, **kw) -> TrainConfig:
     base = dict(data=data, out=str(out), iterations=4, batch_size=2, val_every=2, val_objects=1, val_views="1",
-                log_every=1, device="cpu", tensorboard=False, threads=1)
+                log_every=1, device="cpu", tensorboard=False, threads=1, precision="fp32")
+    # precision pinned: "auto" times fp32 against bf16 where the CPU has native bf16, and two runs
+    # side by side on a loaded machine may then choose differently (a documented source of difference)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -43,7 +45,8 @@ def _assert_same_model(a: dict, b: dict) -> None:
 def _train_cmd(data: str, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "pipelines.train", "--data", data, "--out", str(out), "--iterations", "4",
             "--batch-size", "2", "--val-every", "2", "--val-objects", "1", "--val-views", "1", "--log-every", "1",
-            "--device", "cpu", "--no-tensorboard", "--threads", "1", "--seed", "3", "--keep", "2", *extra]
+            "--device", "cpu", "--no-tensorboard", "--threads", "1", "--precision", "fp32", "--seed", "3", "--keep", "2",
+            *extra]  # precision pinned: see _cfg
 
 
 def _logged_steps(run: Path) -> int:
