@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.table import Table
 
-from pipelines.cli import OneLineParser, console, debug_requested, user_errors, wide_print
+from pipelines.cli import OneLineParser, console, debug_requested, require_source_tree, user_errors, wide_print
 from recon.config import BenchConfig, add_dataclass_args, config_from_args
 from recon.io import check_writable_file, write_json
 
@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     parsed = build_parser().parse_args(argv)
     args = config_from_args(BenchConfig, parsed)
     with user_errors(debug=debug_requested(parsed)), ExitStack() as stack:
+        require_source_tree("pipelines.bench", "tools.bench")
         args.validate()
         if args.json:
             check_writable_file(args.json, "--json")

@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-from recon.errors import UserError
+from recon.errors import ExtensionUnavailable, UserError
 from recon.progress import LineProgress, progress_bar
 
 if TYPE_CHECKING:
@@ -97,6 +97,20 @@ def user_errors(*extra: type[BaseException], debug: bool = False) -> Iterator[No
         traceback.print_exc()
         print_error(f"internal error ({type(e).__name__}): {BUG_REPORT}")
         raise SystemExit(1) from None
+
+
+def require_source_tree(command: str, module: str) -> None:
+    """Stop with a user error when ``module`` of the repository's ``tools/`` package (benchmarks, GPU
+    check) is not importable: it ships with the source checkout, not with the installed wheel."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # no "tools" package at all (or another one without that module)
+        found = False
+    if not found:
+        raise ExtensionUnavailable(f"{command} needs {module} from the repository's tools/ package, which an "
+                                   "installed wheel does not include: run it from the root of a clone of the repository")
 
 
 def make_progress(*fields: str, transient: bool = False) -> Progress | LineProgress:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli import OneLineParser, console, debug_requested, user_errors
+from pipelines.cli import OneLineParser, console, debug_requested, require_source_tree, user_errors
 from recon.config import GpuCheckConfig, add_dataclass_args, config_from_args
 
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(GpuCheckConfig, args)
     with user_errors(debug=debug_requested(args)):
+        require_source_tree("pipelines.gpucheck", "tools.gpucheck")
         # imported after parsing: --help and flag errors answer without loading torch
         from tools.gpucheck import REPORT_JSON, REPORT_MD, run_gpu_check
 

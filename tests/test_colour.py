@@ -16,7 +16,7 @@ from recon.colour import (BASELINE_PREFIX, COLOUR_METRICS, ColourObjective, colo
 from recon.config import EvalConfig, TrainConfig
 from recon.workflows.eval import evaluate_run
 from recon.models import Reconstructor
-from recon.models.colour import ImageSampleColourHead, image_mean_colour, sample_image
+from recon.models.colour_heads import ImageSampleColourHead, image_mean_colour, sample_image
 from recon.render import get_renderer
 from recon.runs import load_model
 from recon.training import SilhouetteObjective, train

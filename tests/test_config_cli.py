@@ -153,7 +153,7 @@ def test_all_objects_has_one_spelling() -> None:
 def test_names_written_once() -> None:
     from recon import render
     from recon.models import encoders
-    from recon.models.colour import COLOUR_HEADS
+    from recon.models.colour_heads import COLOUR_HEADS
     from recon.ops import voxelize as protocols
     from recon.ops.impl import CHOICES
 

@@ -118,3 +118,14 @@ def test_flag_errors_are_config_errors() -> None:
         TrainConfig(lr=-1.0).validate()
     with pytest.raises(ConfigError, match="--max-per-category must be >= 0"):
         EvalConfig(checkpoint="run", max_per_category=-1).validate()
+
+
+@pytest.mark.parametrize("command", ["bench", "gpucheck"])
+def test_tooling_commands_outside_the_source_tree_say_so(command: str) -> None:
+    # an installed wheel has recon/ and pipelines/ but not tools/: simulate it by hiding the package
+    code = f"import sys; sys.modules['tools'] = None; from pipelines.{command} import main; main([])"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"pipelines.{command} needs tools.{command}" in lines[0] \
+        and "clone of the repository" in lines[0], proc.stderr

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from recon.mesh import load_template
-from recon.models.colour import get_colour_head
+from recon.models.colour_heads import get_colour_head
 from recon.models.decoder import Decoder
 from recon.models.encoders import CHANNELS_LAST, count_parameters, get_encoder
 from recon.models.precision import autocast, check_precision
@@ -27,7 +27,7 @@ class Reconstructor(nn.Module):
         image_size: input resolution.
         template_path: .obj template (default ``assets/sphere_642.obj``).
         precision: "fp32" | "bf16" (change it later with ``set_precision``).
-        colour: colour head (``recon.models.colour.COLOUR_HEADS``), or None for geometry only;
+        colour: colour head (``recon.models.colour_heads.COLOUR_HEADS``), or None for geometry only;
             ``forward(images, azimuth, with_colours=True) -> (verts, colours (B, V, 3))`` then.
     """
 

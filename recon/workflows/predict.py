@@ -15,7 +15,7 @@ camera, so they differ only by how the objects' shapes differ.
 The model's input size is the SoftRas 64 x 64 (``recon.cameras.IMAGE_SIZE``), the size
 ``recon.runs.load_model`` builds every model at; user images of any size are resampled to it.
 
-Colours come from the checkpoint's colour head (``recon.models.colour``). The ``latent`` head needs
+Colours come from the checkpoint's colour head (``recon.models.colour_heads``). The ``latent`` head needs
 only the image. The ``sample`` head projects the vertices into the input image and so needs its
 camera, which a user image does not come with: it is one of the 24 training views, given
 (``view``) or estimated (``estimate_input_view``: the view from which the predicted mesh's
@@ -47,7 +47,7 @@ from recon.framing import FramingChoice, search_framing
 from recon.io import atomic_write_bytes, check_output_file
 from recon.mesh import save_obj
 from recon.report.mesh_export import glb_bytes, ply_bytes
-from recon.models.colour import ImageSampleColourHead
+from recon.models.colour_heads import ImageSampleColourHead
 from recon.models.precision import check_precision, inference_precision
 from recon.render import Renderer, get_renderer
 from recon.report import render_mesh_rgb
