@@ -19,18 +19,18 @@ import pytest
 from recon.ops import jit
 
 REPO = Path(__file__).resolve().parents[1]
+# pybind11 alone (from torch's include folder): a few seconds to build where torch/extension.h takes ~20
 SOURCE = """
-#include <torch/extension.h>
-torch::Tensor twice(torch::Tensor x) { return x * 2; }
+#include <pybind11/pybind11.h>
+static double twice(double x) { return 2 * x; }
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("twice", &twice); }
 """
 LOADER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    import torch
     from recon.ops import jit
     spec = jit.JitSpec("recon_jit_probe", "probe kernel", (Path(sys.argv[1]),))
-    print(jit.load(spec).twice(torch.ones(2)).tolist())
+    print(jit.load(spec).twice(1.5))
 """)
 
 
@@ -62,7 +62,7 @@ def test_load_after_a_builder_was_killed_mid_build(tmp_path: Path) -> None:
         os.killpg(survivor.pid, signal.SIGKILL)
         pytest.fail("the load after a killed build hangs on the stale lock file")
     assert survivor.returncode == 0, err
-    assert out.strip() == "[2.0, 2.0]"
+    assert out.strip() == "3.0"
     assert not list(ext_dir.glob("recon_jit_probe/*/lock"))
 
     # a loader killed while checking the finished build (its lock left behind): the next one reuses the build
@@ -75,7 +75,7 @@ def test_load_after_a_builder_was_killed_mid_build(tmp_path: Path) -> None:
     finally:
         if again.poll() is None:
             os.killpg(again.pid, signal.SIGKILL)
-    assert again.returncode == 0 and out.strip() == "[2.0, 2.0]", err
+    assert again.returncode == 0 and out.strip() == "3.0", err
     assert so.stat().st_mtime_ns == built and not (so.parent / jit.TORCH_LOCK).exists()
 
 
