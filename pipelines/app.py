@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
-from pipelines.cli import OneLineParser, console, debug_requested, fail, user_errors
+from pipelines.cli import command_parser, console, debug_requested, fail, user_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m pipelines.app", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("pipelines.app", __doc__)
     p.add_argument("--checkpoint", required=True, help="run directory (uses best.pt) or checkpoint file")
     p.add_argument("--data", default=None,
                    help="HDF5 dataset for the example pictures and the evaluation's inputs and ground truth "

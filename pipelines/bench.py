@@ -25,8 +25,8 @@ from typing import Any
 
 from rich.table import Table
 
-from pipelines.cli import OneLineParser, console, debug_requested, require_source_tree, user_errors, wide_print
-from recon.config import BenchConfig, add_dataclass_args, config_from_args
+from pipelines.cli import command_parser, console, debug_requested, require_source_tree, user_errors, wide_print
+from recon.config import BenchConfig, config_from_args
 from recon.io import check_writable_file, write_json
 
 
@@ -100,10 +100,7 @@ def _training_steps(args: BenchConfig, device: str, data: str) -> dict[str, Any]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m pipelines.bench", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_args(p, BenchConfig)
-    return p
+    return command_parser("pipelines.bench", __doc__, BenchConfig)
 
 
 def main(argv: list[str] | None = None) -> dict:

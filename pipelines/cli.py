@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
+from recon.config import add_dataclass_args
 from recon.errors import ExtensionUnavailable, UserError
 from recon.progress import LineProgress, progress_bar
 
@@ -67,6 +68,15 @@ class OneLineParser(argparse.ArgumentParser):
         fail(f"{message} (see {self.prog} --help)")
 
 
+def command_parser(module: str, doc: str | None, config: type | None = None) -> OneLineParser:
+    """The parser of ``python -m <module>``: its module docstring as the description (kept as
+    written), ``--debug``, and the flags of dataclass ``config`` (``recon.config.add_dataclass_args``)."""
+    p = OneLineParser(prog=f"python -m {module}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if config is not None:
+        add_dataclass_args(p, config)
+    return p
+
+
 def debug_requested(args: argparse.Namespace | None = None) -> bool:
     """True when ``args`` has ``--debug`` or the environment sets ``RECON_DEBUG`` (not "" or "0")."""
     return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
@@ -110,7 +120,8 @@ def require_source_tree(command: str, module: str) -> None:
         found = False
     if not found:
         raise ExtensionUnavailable(f"{command} needs {module} from the repository's tools/ package, which an "
-                                   "installed wheel does not include: run it from the root of a clone of the repository")
+                                   "installed wheel does not include: run it from the root of a clone of the "
+                                   "repository")
 
 
 def make_progress(*fields: str, transient: bool = False) -> Progress | LineProgress:

@@ -24,16 +24,14 @@ import sys
 
 from rich.markup import escape
 
-from pipelines.cli import (OneLineParser, TrainProgress, console, counting_progress, debug_requested, user_errors,
+from pipelines.cli import (TrainProgress, command_parser, console, counting_progress, debug_requested, user_errors,
                            wide_print)
-from recon.config import CompareConfig, add_dataclass_args, config_from_args
+from recon.config import CompareConfig, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m pipelines.compare", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_args(p, CompareConfig)  # its own flags and the shared training's (iterations: 0 = not given)
-    return p
+    # its own flags and the shared training's (iterations: 0 = not given)
+    return command_parser("pipelines.compare", __doc__, CompareConfig)
 
 
 def _preset_name(argv: list[str]) -> str | None:

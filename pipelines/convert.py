@@ -24,7 +24,7 @@ if __name__ == "__main__":  # first: a signal ends the program at once, except w
 
 from rich.markup import escape  # noqa: E402
 
-from pipelines.cli import OneLineParser, console, debug_requested, err_console, user_errors  # noqa: E402
+from pipelines.cli import command_parser, console, debug_requested, err_console, user_errors  # noqa: E402
 from recon.config import CONVERT_ALIASES, ConvertConfig, add_dataclass_args, config_from_args  # noqa: E402
 
 _COMMANDS = {  # subcommand: (--help line, description)
@@ -44,8 +44,7 @@ _COMMANDS = {  # subcommand: (--help line, description)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m pipelines.convert", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("pipelines.convert", __doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(_COMMANDS) + "}")
     for name, (summary, description) in _COMMANDS.items():
         aliases = [old for old, new in CONVERT_ALIASES.items() if new == name]  # "softras": nmr's earlier name

@@ -16,16 +16,13 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from pipelines.cli import (OneLineParser, TrainProgress, console, counting_progress, debug_requested, user_errors,
+from pipelines.cli import (TrainProgress, command_parser, console, counting_progress, debug_requested, user_errors,
                            wide_print)
-from recon.config import DemoConfig, add_dataclass_args, config_from_args
+from recon.config import DemoConfig, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m pipelines.demo", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_args(p, DemoConfig)
-    return p
+    return command_parser("pipelines.demo", __doc__, DemoConfig)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -21,15 +21,12 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from pipelines.cli import OneLineParser, console, counting_progress, debug_requested, user_errors, wide_print
-from recon.config import EvalConfig, add_dataclass_args, config_from_args
+from pipelines.cli import command_parser, console, counting_progress, debug_requested, user_errors, wide_print
+from recon.config import EvalConfig, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m pipelines.eval", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_args(p, EvalConfig)
-    return p
+    return command_parser("pipelines.eval", __doc__, EvalConfig)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli import OneLineParser, console, debug_requested, require_source_tree, user_errors
-from recon.config import GpuCheckConfig, add_dataclass_args, config_from_args
+from pipelines.cli import command_parser, console, debug_requested, require_source_tree, user_errors
+from recon.config import GpuCheckConfig, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m pipelines.gpucheck", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_args(p, GpuCheckConfig)
-    return p
+    return command_parser("pipelines.gpucheck", __doc__, GpuCheckConfig)
 
 
 def main(argv: list[str] | None = None) -> dict:

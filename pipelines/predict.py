@@ -27,15 +27,12 @@ import argparse
 
 from rich.markup import escape
 
-from pipelines.cli import OneLineParser, console, debug_requested, print_error, user_errors
-from recon.config import PredictConfig, add_dataclass_args, config_from_args
+from pipelines.cli import command_parser, console, debug_requested, print_error, user_errors
+from recon.config import PredictConfig, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m pipelines.predict", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_args(p, PredictConfig)
-    return p
+    return command_parser("pipelines.predict", __doc__, PredictConfig)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,15 +13,12 @@ import argparse
 
 from rich.markup import escape
 
-from pipelines.cli import OneLineParser, TrainProgress, console, debug_requested, user_errors
-from recon.config import TrainConfig, add_dataclass_args, config_from_args
+from pipelines.cli import TrainProgress, command_parser, console, debug_requested, user_errors
+from recon.config import TrainConfig, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m pipelines.train", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_args(p, TrainConfig)
-    return p
+    return command_parser("pipelines.train", __doc__, TrainConfig)
 
 
 def main(argv: list[str] | None = None) -> dict:
